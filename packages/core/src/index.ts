@@ -1,0 +1,21 @@
+export {
+  LeakGuardError,
+  InvalidOptionError,
+  AbortReasonError,
+  TimeoutError,
+  ClientClosedError,
+  ShutdownError,
+  RequestEndedError,
+  errorCodes,
+  isLeakGuardError,
+} from './errors.js'
+export type { ErrorCode, LeakGuardErrorOptions } from './errors.js'
+
+export { Guard, createGuard } from './scope/guard.js'
+export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeable } from './scope/guard.js'
+export { RequestScope, isEndOfRequest } from './scope/request-scope.js'
+export type { ScopeHost, ScopedWork, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse } from './scope/request-scope.js'
+export { currentScope, currentSignal, bindRequestEvents } from './scope/context.js'
+
+export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
+export { validateRouteTimeout } from './timeout/route-timeout.js'

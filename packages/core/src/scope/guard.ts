@@ -1,0 +1,351 @@
+import { EventEmitter } from 'node:events'
+import { performance } from 'node:perf_hooks'
+import { ShutdownError, type LeakGuardError } from '../errors.js'
+import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
+import { storage } from './context.js'
+import { kAnswer, kEnd, kScopeOf } from './internal.js'
+import {
+  RequestScope,
+  captureStack,
+  type AnyRequest,
+  type AnyResponse,
+  type ScopeHost,
+  type ScopeOutcome,
+  type ScopeOwner,
+  type ScopedWork,
+  type SpawnedTask,
+} from './request-scope.js'
+
+export interface GuardOptions {
+  /**
+   * Deadline for every request, in milliseconds from when the guard first sees it; `false` for none.
+   * Routes override it (`withTimeout()`, Fastify's `config.leakGuard.timeout`).
+   * @default 30000
+   */
+  timeout?: number | false
+  /**
+   * Status of the answer sent when the deadline passes before anything was sent (400–599).
+   * @default 503
+   */
+  timeoutStatus?: number
+  /**
+   * Body of that answer: a string (sent as text/plain) or an object (sent as JSON). By default a JSON
+   * error `{ statusCode, code, error, message }` on Express, and the framework's own error rendering on
+   * Koa and Fastify. When set, it is sent as is by every adapter.
+   * @default undefined
+   */
+  timeoutBody?: string | Record<string, unknown>
+  /**
+   * `Retry-After` seconds sent with the timeout and shutdown answers; `false` sends none.
+   * @default 1
+   */
+  retryAfter?: number | false
+  /**
+   * Carry the scope in AsyncLocalStorage so `currentScope()`/`currentSignal()` work anywhere below the
+   * handler. Turning it off saves the AsyncLocalStorage cost (large on Node 20, small on 22+).
+   * @default true
+   */
+  context?: boolean
+  /**
+   * How long work started from a request (`scope.spawn`, dispatcher tasks) may keep running after the
+   * request ended before it is reported as a leak, in milliseconds.
+   * @default 1000
+   */
+  leakGracePeriod?: number
+  /**
+   * Record the stack where each piece of background work started, so leak reports say where it came
+   * from. Costs a stack capture per `spawn`/task.
+   * @default false
+   */
+  captureStacks?: boolean
+}
+
+export interface ResolvedGuardOptions {
+  timeout: number | false
+  timeoutStatus: number
+  timeoutBody: string | Record<string, unknown> | undefined
+  retryAfter: number | false
+  context: boolean
+  leakGracePeriod: number
+  captureStacks: boolean
+}
+
+const guardKeys = ['timeout', 'timeoutStatus', 'timeoutBody', 'retryAfter', 'context', 'leakGracePeriod', 'captureStacks'] as const
+
+export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOptions {
+  const o = checkKeys('createGuard()', options, guardKeys)
+  const body = o.timeoutBody
+  if (body !== undefined && typeof body !== 'string' && (body === null || typeof body !== 'object' || Array.isArray(body))) {
+    throw invalid('timeoutBody', 'a string or a plain object', body)
+  }
+  if (body !== undefined && typeof body === 'object') {
+    try {
+      JSON.stringify(body)
+    } catch {
+      throw invalid('timeoutBody', 'an object that JSON.stringify() accepts', body)
+    }
+  }
+  return {
+    timeout: integerOrFalse('timeout', o.timeout, 30_000),
+    timeoutStatus: httpStatus('timeoutStatus', o.timeoutStatus, 503),
+    timeoutBody: body as ResolvedGuardOptions['timeoutBody'],
+    retryAfter: integerOrFalse('retryAfter', o.retryAfter, 1, 0, 86_400),
+    context: boolean('context', o.context, true),
+    leakGracePeriod: integer('leakGracePeriod', o.leakGracePeriod, 1_000),
+    captureStacks: boolean('captureStacks', o.captureStacks, false),
+  }
+}
+
+/** Work that kept running, or started, after its request ended. */
+export interface LeakEvent {
+  /** `spawn`: a `scope.spawn()` task; `task`: a dispatcher task; `request`: an outgoing HTTP call; `handler`: a handler that settled after its request was answered. */
+  kind: 'spawn' | 'task' | 'request' | 'handler'
+  scopeId: number
+  method: string
+  url: string
+  route: string | undefined
+  /** Code of the reason the request ended (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). */
+  reason: string
+  /** Milliseconds between the end of the request and this report. */
+  lateBy: number
+  /** Where the work started, when `captureStacks` is on. */
+  stack: string | undefined
+}
+
+export interface GuardStats {
+  /** Requests being handled now. */
+  inFlight: number
+  /** Requests seen since the guard was created. */
+  started: number
+  /** Requests whose response closed, by outcome. */
+  ended: Record<ScopeOutcome, number>
+  /** Work reported as outliving its request, by kind. */
+  leaks: Record<LeakEvent['kind'], number>
+  /** `detach()`ed tasks still running. */
+  detached: number
+}
+
+/** Something the guard closes when the server shuts down (dispatchers, pools, clients). */
+export interface Closeable {
+  close(): Promise<unknown>
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+function noop(): void {}
+
+/** Why the response closed: a response that never finished means the client left. */
+function onResponseClose(this: AnyResponse): void {
+  const holder = this as unknown as { [kScopeOf]?: RequestScope }
+  const scope = holder[kScopeOf]
+  this.removeListener('close', onResponseClose)
+  if (scope === undefined) return
+  // HTTP/2 compat responses finish when the stream ends; HTTP/1 when the socket flushed the last byte.
+  const complete = 'stream' in this ? this.writableEnded : this.writableFinished
+  scope[kEnd](complete)
+}
+
+const httpReason: Record<number, string> = { 503: 'Service Unavailable', 504: 'Gateway Timeout', 500: 'Internal Server Error' }
+
+/**
+ * One per app: validates options once, keeps the registry of live request scopes and the counters,
+ * and owns the server-lifetime signal that detached work and shutdown use.
+ *
+ * Events: `'leak'` (`LeakEvent`) when work outlives its request.
+ */
+export class Guard extends EventEmitter implements ScopeOwner {
+  readonly options: Readonly<ResolvedGuardOptions>
+  readonly timeoutStatus: number
+  readonly retryAfterHeaders: Record<string, string> | undefined
+  readonly captureStacks: boolean
+
+  #live = new Set<RequestScope>()
+  #started = 0
+  #ended: Mutable<GuardStats['ended']> = { ok: 0, timeout: 0, 'client-closed': 0, shutdown: 0 }
+  #leaks: Mutable<GuardStats['leaks']> = { spawn: 0, task: 0, request: 0, handler: 0 }
+  #detached = new Set<Promise<unknown>>()
+  #lifetime: AbortController | undefined
+  #closeables = new Set<Closeable>()
+  #bodyCache: { payload: string; type: string } | undefined
+  #lateTimers = new Set<NodeJS.Timeout>()
+  #closing = false
+
+  constructor(options?: GuardOptions) {
+    super()
+    const resolved = resolveGuardOptions(options)
+    this.options = Object.freeze(resolved)
+    this.timeoutStatus = resolved.timeoutStatus
+    this.captureStacks = resolved.captureStacks
+    this.retryAfterHeaders = resolved.retryAfter === false ? undefined : Object.freeze({ 'Retry-After': String(resolved.retryAfter) })
+    if (resolved.timeoutBody !== undefined) {
+      const body = resolved.timeoutBody
+      this.#bodyCache = typeof body === 'string' ? { payload: body, type: 'text/plain; charset=utf-8' } : { payload: JSON.stringify(body), type: 'application/json; charset=utf-8' }
+    }
+  }
+
+  /**
+   * Starts the scope of a request: arms its deadline and watches its response for the end. Adapters call
+   * this once per request; `ctx` and `host` let the adapter answer aborts through the framework.
+   */
+  begin(req: AnyRequest, res: AnyResponse, ctx?: unknown, host?: ScopeHost, timeout?: number | false): RequestScope {
+    const scope = new RequestScope(this, req, res, timeout === undefined ? this.options.timeout : timeout, ctx, host)
+    this.#live.add(scope)
+    this.#started++
+    ;(res as unknown as { [kScopeOf]: RequestScope })[kScopeOf] = scope
+    res.on('close', onResponseClose)
+    return scope
+  }
+
+  /** Runs `fn` with `scope` as the current scope, unless `context: false`. */
+  enter<R>(scope: RequestScope, fn: () => R): R {
+    return this.options.context ? storage.run(scope, fn) : fn()
+  }
+
+  /** The live request scopes, oldest first. */
+  scopes(): IterableIterator<RequestScope> {
+    return this.#live.values()
+  }
+
+  /** Number of requests in flight. */
+  get size(): number {
+    return this.#live.size
+  }
+
+  stats(): GuardStats {
+    return {
+      inFlight: this.#live.size,
+      started: this.#started,
+      ended: { ...this.#ended },
+      leaks: { ...this.#leaks },
+      detached: this.#detached.size,
+    }
+  }
+
+  /** Aborted when the server shuts down; detached work and registered resources listen to it. */
+  get lifetimeSignal(): AbortSignal {
+    return (this.#lifetime ??= new AbortController()).signal
+  }
+
+  /** True once shutdown started. */
+  get closing(): boolean {
+    return this.#closing
+  }
+
+  /** Runs `fn(signal)` outside any request, tied to the server's lifetime (aborted on shutdown). */
+  detach<T>(fn: ScopedWork<T>): Promise<T> {
+    const signal = this.lifetimeSignal
+    let promise: Promise<T>
+    try {
+      promise = Promise.resolve(storage.exit(() => fn(signal)))
+    } catch (error) {
+      promise = Promise.reject(error)
+    }
+    promise.catch(noop)
+    const tracked = this.#detached
+    tracked.add(promise)
+    const settle = (): void => {
+      tracked.delete(promise)
+    }
+    promise.then(settle, settle)
+    return promise
+  }
+
+  /** Registers a dispatcher, pool or client so shutdown closes it. Returns a function that unregisters it. */
+  register(resource: Closeable): () => void {
+    this.#closeables.add(resource)
+    return () => {
+      this.#closeables.delete(resource)
+    }
+  }
+
+  /** Resources registered with `register()`. */
+  resources(): Closeable[] {
+    return [...this.#closeables]
+  }
+
+  /**
+   * Marks the guard as shutting down: aborts the lifetime signal (detached work) and makes requests
+   * that arrive from now on abort with `ShutdownError`. Live requests keep running; `abortAll()` ends
+   * them at the grace deadline.
+   */
+  beginShutdown(): void {
+    if (this.#closing) return
+    this.#closing = true
+    this.#lifetime ??= new AbortController()
+    this.#lifetime.abort(new ShutdownError(this.retryAfterHeaders))
+  }
+
+  /** Aborts every live request with `reason` (default: `ShutdownError`) and answers those not yet answered. */
+  abortAll(reason?: LeakGuardError): number {
+    let count = 0
+    for (const scope of [...this.#live]) {
+      if (scope.state !== 'running') continue
+      scope[kAnswer](reason ?? new ShutdownError(this.retryAfterHeaders))
+      count++
+    }
+    return count
+  }
+
+  /** @internal */
+  scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void {
+    this.#live.delete(scope)
+    this.#ended[outcome]++
+  }
+
+  /** @internal Watches a scope's background tasks past its end and reports those still running as leaks. */
+  trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void {
+    const timer = setTimeout(() => {
+      this.#lateTimers.delete(timer)
+      for (const task of tasks) this.reportLeak(scope, 'spawn', task.stack)
+    }, this.options.leakGracePeriod)
+    timer.unref()
+    this.#lateTimers.add(timer)
+  }
+
+  /** Reports work of `scope` that outlived it. Public so dispatchers and clients can report theirs. */
+  reportLeak(scope: RequestScope, kind: LeakEvent['kind'], stack?: string): void {
+    this.#leaks[kind]++
+    if (this.listenerCount('leak') === 0) return
+    const event: LeakEvent = {
+      kind,
+      scopeId: scope.id,
+      method: scope.method,
+      url: scope.url,
+      route: scope.route,
+      reason: scope.reason?.code ?? 'LG_ERR_REQUEST_ENDED',
+      lateBy: scope.ended ? Math.round(performance.now() - scope.startTime - scope.age()) : 0,
+      stack: stack ?? (this.captureStacks ? captureStack() : undefined),
+    }
+    this.emit('leak', event)
+  }
+
+  /** @internal Body of the raw timeout/shutdown answer. */
+  timeoutBody(error: LeakGuardError): { payload: string; type: string } {
+    if (this.#bodyCache !== undefined) return this.#bodyCache
+    return {
+      payload: JSON.stringify({
+        statusCode: error.statusCode,
+        code: error.code,
+        error: httpReason[error.statusCode] ?? 'Error',
+        message: error.message,
+      }),
+      type: 'application/json; charset=utf-8',
+    }
+  }
+
+  /** The body configured with `timeoutBody`, for adapters that answer through the framework. */
+  get customTimeoutBody(): { payload: string; type: string } | undefined {
+    return this.#bodyCache
+  }
+
+  /** Stops the guard's own timers (leak watchers). Called by shutdown; safe to call twice. */
+  dispose(): void {
+    for (const timer of this.#lateTimers) clearTimeout(timer)
+    this.#lateTimers.clear()
+  }
+}
+
+/** Creates the guard of an app. Throws `LG_ERR_INVALID_OPTION` for any invalid option. */
+export function createGuard(options?: GuardOptions): Guard {
+  return new Guard(options)
+}

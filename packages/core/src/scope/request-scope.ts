@@ -1,0 +1,427 @@
+import { performance } from 'node:perf_hooks'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import {
+  ClientClosedError,
+  LeakGuardError,
+  RequestEndedError,
+  ShutdownError,
+  TimeoutError,
+  requestEnded,
+} from '../errors.js'
+import { invalid } from '../options.js'
+import { answerAbortedResponse } from '../timeout/late-write.js'
+import { kAnswer, kArm, kEnd } from './internal.js'
+import { storage } from './context.js'
+
+export type AnyRequest = IncomingMessage | Http2ServerRequest
+export type AnyResponse = ServerResponse | Http2ServerResponse
+
+/** What a request's work is handed: the scope's signal. */
+export type ScopedWork<T> = (signal: AbortSignal) => T | PromiseLike<T>
+
+/** How the request ended, for stats and metrics. */
+export type ScopeOutcome = 'ok' | 'timeout' | 'client-closed' | 'shutdown'
+
+/**
+ * What an adapter lends the core: how to answer an abort through the framework when no race is
+ * active. One static object per adapter, so a request allocates nothing for it.
+ */
+export interface ScopeHost {
+  /** Answer `error` through the framework. Return `false` to let core write the raw response. */
+  answer?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
+}
+
+/** What a scope needs from its guard. Implemented by `Guard`; internal. */
+export interface ScopeOwner {
+  readonly timeoutStatus: number
+  readonly retryAfterHeaders: Record<string, string> | undefined
+  readonly captureStacks: boolean
+  scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void
+  trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
+  reportLeak(scope: RequestScope, kind: 'spawn' | 'task' | 'request' | 'handler', stack?: string): void
+  detach<T>(fn: ScopedWork<T>): Promise<T>
+  timeoutBody(error: LeakGuardError): { payload: string; type: string }
+}
+
+export interface SpawnedTask {
+  readonly promise: Promise<unknown>
+  /** Stack where the task was started, when `captureStacks` is on. */
+  readonly stack: string | undefined
+  readonly startedAt: number
+}
+
+const OPEN = 0
+const ABORTED = 1
+const ENDED = 2
+
+// Flag bits kept in one small integer so every scope has the same shape.
+const RACE_ANSWERS = 1
+const STREAMING = 2
+
+type AbortHandler = (reason: LeakGuardError) => void
+
+let nextId = 1
+
+function onDeadline(scope: RequestScope): void {
+  scope[kAnswer](undefined)
+}
+
+function markHandled(): void {}
+
+/**
+ * The Node analogue of Go's request context: one per request, created by the guard when it first
+ * sees the request and ended when the response closes.
+ *
+ * The AbortSignal is created on first read; until then an abort only records its reason, which the
+ * signal handed out later carries.
+ */
+export class RequestScope {
+  /** Process-unique id, for dumps and logs. */
+  readonly id: number
+  readonly method: string
+  readonly url: string
+  /** The route pattern, when the adapter knows it (Fastify at once, Express and Koa after routing). */
+  route: string | undefined
+  /** `performance.now()` when the guard saw the request. */
+  readonly startTime: number
+
+  #owner: ScopeOwner
+  #res: AnyResponse | undefined
+  #ctx: unknown
+  #host: ScopeHost | undefined
+  #controller: AbortController | undefined
+  #reason: LeakGuardError | undefined
+  #state: number
+  #flags: number
+  #timeout: number | false
+  #timer: NodeJS.Timeout | undefined
+  #handlers: AbortHandler[] | undefined
+  #tasks: Set<SpawnedTask> | undefined
+  #endTime: number
+
+  /** @internal Created by `Guard#begin`. */
+  constructor(owner: ScopeOwner, req: AnyRequest, res: AnyResponse, timeout: number | false, ctx: unknown, host: ScopeHost | undefined) {
+    this.id = nextId++
+    this.method = req.method ?? 'GET'
+    this.url = req.url ?? '/'
+    this.route = undefined
+    this.startTime = performance.now()
+    this.#owner = owner
+    this.#res = res
+    this.#ctx = ctx
+    this.#host = host
+    this.#controller = undefined
+    this.#reason = undefined
+    this.#state = OPEN
+    this.#flags = 0
+    this.#timeout = timeout
+    this.#timer = undefined
+    this.#handlers = undefined
+    this.#tasks = undefined
+    this.#endTime = 0
+    if (timeout !== false) this[kArm](timeout)
+  }
+
+  /** The request's AbortSignal. Aborted on timeout, client disconnect, shutdown, and when the request ends. */
+  get signal(): AbortSignal {
+    let controller = this.#controller
+    if (controller === undefined) {
+      controller = this.#controller = new AbortController()
+      if (this.#reason !== undefined) controller.abort(this.#reason)
+    }
+    return controller.signal
+  }
+
+  /** True once the scope was aborted (including by the end of the request). */
+  get aborted(): boolean {
+    return this.#reason !== undefined
+  }
+
+  /** The first abort reason: `TimeoutError`, `ClientClosedError`, `ShutdownError` or `RequestEndedError`. */
+  get reason(): LeakGuardError | undefined {
+    return this.#reason
+  }
+
+  /** True once the response has closed. */
+  get ended(): boolean {
+    return this.#state === ENDED
+  }
+
+  /** The current timeout in milliseconds from the start of the request, or `false` for none. */
+  get timeout(): number | false {
+    return this.#timeout
+  }
+
+  /** The deadline as epoch milliseconds, or `Infinity` when the request has no timeout. */
+  get deadline(): number {
+    return this.#timeout === false ? Infinity : performance.timeOrigin + this.startTime + this.#timeout
+  }
+
+  /** Milliseconds since the guard saw the request (frozen once the request ended). */
+  age(): number {
+    return (this.#state === ENDED ? this.#endTime : performance.now()) - this.startTime
+  }
+
+  /** Milliseconds left before the deadline (0 once passed), or `Infinity` when there is none. */
+  remaining(): number {
+    if (this.#timeout === false) return Infinity
+    const left = this.startTime + this.#timeout - performance.now()
+    return left > 0 ? left : 0
+  }
+
+  /**
+   * Changes this request's timeout, measured from when the guard saw the request, like a per-route
+   * override. `false` removes the deadline (streaming routes); a deadline already passed fires at once.
+   */
+  setTimeout(ms: number | false): void {
+    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1)) {
+      throw invalid('timeout', 'a positive integer or `false`', ms)
+    }
+    if (this.#state !== OPEN) return
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    this.#timeout = ms
+    if (ms === false) {
+      this.#flags |= STREAMING
+      return
+    }
+    this.#flags &= ~STREAMING
+    this[kArm](ms)
+  }
+
+  /** Throws the abort reason if the scope was aborted. */
+  throwIfAborted(): void {
+    if (this.#reason !== undefined) throw this.#reason
+  }
+
+  /**
+   * Calls `fn(reason)` once when the scope aborts, without creating the AbortSignal. If the scope is
+   * already aborted, `fn` is called on the next microtask. Returns a function that removes `fn`.
+   */
+  onAbort(fn: AbortHandler): () => void {
+    if (typeof fn !== 'function') throw invalid('onAbort', 'a function', fn)
+    const reason = this.#reason
+    if (reason !== undefined) {
+      let cancelled = false
+      queueMicrotask(() => {
+        if (!cancelled) fn(reason)
+      })
+      return () => {
+        cancelled = true
+      }
+    }
+    const handlers = (this.#handlers ??= [])
+    handlers.push(fn)
+    return () => {
+      const list = this.#handlers
+      if (list === undefined) return
+      const index = list.indexOf(fn)
+      if (index !== -1) list.splice(index, 1)
+    }
+  }
+
+  /**
+   * Aborts the request's work with `reason` (the first reason wins). Use it to cancel a request from
+   * outside, e.g. when a circuit opens; timeouts, disconnects and shutdown call it for you.
+   */
+  abort(reason: LeakGuardError): void {
+    if (this.#reason !== undefined) return
+    this.#reason = reason
+    if (this.#state === OPEN) this.#state = ABORTED
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    this.#controller?.abort(reason)
+    const handlers = this.#handlers
+    if (handlers !== undefined) {
+      this.#handlers = undefined
+      for (const fn of handlers) fn(reason)
+    }
+  }
+
+  /**
+   * Runs `fn(signal)` as background work owned by this request: it is aborted when the request ends and,
+   * if it is still running a grace period later, reported as a leak. The returned promise is already
+   * marked handled, so a task nobody awaits cannot crash the process.
+   */
+  spawn<T>(fn: ScopedWork<T>): Promise<T> {
+    if (typeof fn !== 'function') throw invalid('spawn', 'a function', fn)
+    if (this.#reason !== undefined) {
+      const rejected = Promise.reject(this.#reason)
+      rejected.catch(markHandled)
+      return rejected
+    }
+    const signal = this.signal
+    let promise: Promise<T>
+    try {
+      promise = Promise.resolve(fn(signal))
+    } catch (error) {
+      promise = Promise.reject(error)
+    }
+    promise.catch(markHandled)
+    const task: SpawnedTask = {
+      promise,
+      stack: this.#owner.captureStacks ? captureStack() : undefined,
+      startedAt: performance.now(),
+    }
+    const tasks = (this.#tasks ??= new Set())
+    tasks.add(task)
+    const settle = (): void => {
+      tasks.delete(task)
+    }
+    promise.then(settle, settle)
+    return promise
+  }
+
+  /**
+   * Runs `fn(signal)` as work that must outlive the response (an audit write, a cache fill). It is not
+   * aborted when the request ends but is tied to the server's lifetime: shutdown aborts it.
+   */
+  detach<T>(fn: ScopedWork<T>): Promise<T> {
+    if (typeof fn !== 'function') throw invalid('detach', 'a function', fn)
+    return this.#owner.detach(fn)
+  }
+
+  /** Background tasks started with `spawn` that have not settled yet. */
+  get pendingTasks(): number {
+    return this.#tasks?.size ?? 0
+  }
+
+  /** @internal Tasks for the live dump. */
+  tasks(): readonly SpawnedTask[] {
+    return this.#tasks === undefined ? [] : [...this.#tasks]
+  }
+
+  /**
+   * Settles with `promise`, or rejects as soon as the scope aborts for a reason that needs an answer
+   * (timeout, shutdown) while the response can still be answered. The framework then answers through
+   * its own error path. A late settle of `promise` is swallowed: it can no longer reach anyone.
+   * Adapters race the rest of the chain (Koa) or the route handler (Fastify) with it.
+   */
+  race<T>(promise: PromiseLike<T>): Promise<T | undefined> {
+    return new Promise<T | undefined>((resolve, reject) => {
+      let settled = false
+      const dispose = this.onAbort((reason) => {
+        if (settled) return
+        if (!(reason instanceof TimeoutError || reason instanceof ShutdownError)) {
+          // A client that left or a request that ended needs no answer: keep waiting for the work,
+          // which sees the aborted signal.
+          return
+        }
+        settled = true
+        const res = this.#res
+        if (res !== undefined && !res.headersSent) {
+          this.#flags |= RACE_ANSWERS
+          reject(reason)
+        } else {
+          resolve(undefined)
+        }
+      })
+      promise.then(
+        (value) => {
+          if (settled) return this.reportLateSettle()
+          settled = true
+          dispose()
+          resolve(value)
+        },
+        (error: unknown) => {
+          if (settled) return this.reportLateSettle()
+          settled = true
+          dispose()
+          reject(error)
+        },
+      )
+    })
+  }
+
+  /**
+   * Records that the request's handler settled after the request was already answered because of an
+   * abort (a late completion). Adapters call it; it counts as late work of kind `handler`.
+   */
+  reportLateSettle(): void {
+    this.#owner.reportLeak(this, 'handler')
+  }
+
+  /** Runs `fn` with this scope as the current one for `currentScope()`. */
+  run<R>(fn: () => R): R {
+    return storage.run(this, fn)
+  }
+
+  /** @internal (Re)arms the deadline timer for `timeout` ms after the start of the request. */
+  [kArm](timeout: number): void {
+    const left = this.startTime + timeout - performance.now()
+    const timer = setTimeout(onDeadline, left > 0 ? left : 0, this)
+    timer.unref()
+    this.#timer = timer
+  }
+
+  /**
+   * @internal Aborts with a reason that needs an answer and answers it: the deadline passed (no
+   * `error` given) or shutdown's grace period ran out. If nothing was sent yet, the client gets the
+   * error's status; if headers were already sent, the response is destroyed (Go's WriteTimeout).
+   */
+  [kAnswer](error: LeakGuardError | undefined): void {
+    if (this.#state !== OPEN) return
+    const owner = this.#owner
+    const reason = error ?? new TimeoutError(this.#timeout as number, owner.timeoutStatus, owner.retryAfterHeaders)
+    this.abort(reason)
+    const res = this.#res
+    if (res === undefined) return
+    if (res.headersSent) {
+      if (!res.writableEnded) res.destroy()
+      return
+    }
+    if ((this.#flags & RACE_ANSWERS) !== 0) return
+    if (this.#host?.answer?.(this, reason, this.#ctx) === true) return
+    answerAbortedResponse(res, reason, owner.timeoutBody(reason))
+  }
+
+  /** @internal The response closed. `complete` is false when the client left before the end. */
+  [kEnd](complete: boolean): void {
+    if (this.#state === ENDED) return
+    if (!complete) this.abort(new ClientClosedError())
+    const reason = this.#reason
+    let outcome: ScopeOutcome = 'ok'
+    if (reason instanceof TimeoutError) outcome = 'timeout'
+    else if (reason instanceof ClientClosedError) outcome = 'client-closed'
+    else if (reason instanceof ShutdownError) outcome = 'shutdown'
+    if (reason === undefined) this.abort(requestEnded)
+    else if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+    this.#state = ENDED
+    this.#endTime = performance.now()
+    this.#res = undefined
+    this.#ctx = undefined
+    this.#handlers = undefined
+    this.#owner.scopeEnded(this, outcome)
+    const tasks = this.#tasks
+    if (tasks !== undefined && tasks.size > 0) this.#owner.trackLateTasks(this, tasks)
+  }
+
+  /** Current state, for the live dump. */
+  get state(): 'running' | 'aborted' | 'ended' {
+    return this.#state === OPEN ? 'running' : this.#state === ABORTED ? 'aborted' : 'ended'
+  }
+
+  /** True when the route opted out of the deadline (`false`), e.g. for streaming. */
+  get streaming(): boolean {
+    return (this.#flags & STREAMING) !== 0
+  }
+}
+
+export function captureStack(): string | undefined {
+  const holder: { stack?: string } = {}
+  Error.captureStackTrace(holder, captureStack)
+  return holder.stack?.split('\n').slice(2).join('\n')
+}
+
+/** True when `reason` is the end-of-request abort rather than a timeout, disconnect or shutdown. */
+export function isEndOfRequest(reason: unknown): boolean {
+  return reason instanceof RequestEndedError
+}

@@ -1,0 +1,130 @@
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
+import {
+  bindRequestEvents,
+  createGuard,
+  validateRouteTimeout,
+  type Guard,
+  type GuardOptions,
+  type RequestScope,
+} from '@leak-guard/core'
+
+export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** The request's AbortSignal (leak-guard): aborted on timeout, client disconnect, shutdown and at the end of the request. */
+      readonly signal: AbortSignal
+      /** The request's leak-guard scope. */
+      readonly scope: RequestScope
+    }
+  }
+}
+
+const kScope = Symbol('leak-guard.express.scope')
+const kInstalled = Symbol.for('leak-guard.express.installed.v1')
+
+interface ScopedRequest {
+  [kScope]?: RequestScope
+  [kInstalled]?: true
+}
+
+/**
+ * `req.signal` and `req.scope` are getters on the app's request prototype (Express keeps one per app
+ * and sub-apps inherit it), so a request pays for one own property, and the AbortSignal is only
+ * created if someone reads it.
+ */
+function install(proto: object): void {
+  Object.defineProperties(proto, {
+    [kInstalled]: { value: true, configurable: true },
+    signal: {
+      configurable: true,
+      get(this: ScopedRequest) {
+        return this[kScope]?.signal
+      },
+    },
+    scope: {
+      configurable: true,
+      get(this: ScopedRequest) {
+        return this[kScope]
+      },
+    },
+  })
+}
+
+export interface LeakGuardMiddleware extends RequestHandler {
+  /** The guard behind this middleware: stats, live scopes, shutdown. */
+  readonly guard: Guard
+}
+
+/**
+ * Gives every request a scope with a lazy AbortSignal (`req.signal`), a deadline answered with 503,
+ * and aborts on client disconnect. Mount it first, before body parsers and routes:
+ *
+ * @example
+ * const app = express()
+ * app.use(leakGuard({ timeout: 5_000 }))
+ * app.use(express.json())
+ * app.get('/users/:id', async (req, res) => res.json(await db.find(req.params.id, { signal: req.signal })))
+ * app.use(leakGuardErrorHandler())
+ */
+export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
+  const guard = createGuard(options)
+  const context = guard.options.context
+  const middleware = function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const scoped = req as unknown as ScopedRequest
+    // Mounted twice (app and sub-app): the first scope stays the request's scope.
+    if (scoped[kScope] !== undefined) return next()
+    if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(req) as object)
+    const scope = guard.begin(req, res)
+    scoped[kScope] = scope
+    if (context) {
+      bindRequestEvents(req, scope)
+      guard.enter(scope, next)
+    } else {
+      next()
+    }
+  }
+  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
+  return middleware as LeakGuardMiddleware
+}
+
+/**
+ * Per-route deadline, measured from when leak-guard saw the request; `false` removes it (streaming).
+ * Checked once, here, not per request.
+ *
+ * @example
+ * app.post('/upload', withTimeout(60_000), uploadHandler)
+ * app.get('/events', withTimeout(false), sseHandler)
+ */
+export function withTimeout(ms: number | false): RequestHandler {
+  const timeout = validateRouteTimeout(ms)
+  return function leakGuardTimeout(req: Request, _res: Response, next: NextFunction): void {
+    ;(req as unknown as ScopedRequest)[kScope]?.setTimeout(timeout)
+    next()
+  }
+}
+
+/**
+ * Error middleware to mount after your routes. Once leak-guard has answered a request (503 on
+ * timeout or shutdown) or its client has left, a late rejection from the handler would otherwise reach
+ * Express's final handler, which logs it and destroys the socket, breaking the client's keep-alive
+ * connection. This swallows exactly those errors, counting them as late work, and passes every other
+ * error on to your own error handlers.
+ *
+ * @example
+ * app.use(routes)
+ * app.use(leakGuardErrorHandler())
+ * app.use(myErrorHandler)
+ */
+export function leakGuardErrorHandler(): ErrorRequestHandler {
+  return function leakGuardErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
+    const scope = (req as unknown as ScopedRequest)[kScope]
+    if (scope !== undefined && scope.aborted && (res.headersSent || scope.ended)) {
+      scope.reportLateSettle()
+      return
+    }
+    next(err)
+  }
+}

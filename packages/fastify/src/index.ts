@@ -1,0 +1,158 @@
+import type {
+  FastifyInstance,
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+  RouteOptions,
+} from 'fastify'
+import fp from 'fastify-plugin'
+import {
+  InvalidOptionError,
+  ShutdownError,
+  TimeoutError,
+  createGuard,
+  validateRouteTimeout,
+  type Guard,
+  type GuardOptions,
+  type LeakGuardError,
+  type RequestScope,
+  type ScopeHost,
+} from '@leak-guard/core'
+
+export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
+
+/** Per-route settings, under `config.leakGuard`. */
+export interface LeakGuardRouteConfig {
+  /** Deadline of this route in milliseconds from when leak-guard saw the request; `false` for none (streaming). */
+  timeout?: number | false
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's leak-guard scope; `request.scope.signal` is its AbortSignal. */
+    scope: RequestScope
+  }
+  interface FastifyInstance {
+    /** The guard of this app: stats, live scopes, shutdown. */
+    leakGuard: Guard
+  }
+  interface FastifyContextConfig {
+    leakGuard?: LeakGuardRouteConfig
+  }
+}
+
+type Body = { payload: string; type: string } | undefined
+
+function sendAbort(reply: FastifyReply, error: LeakGuardError, body: Body): void {
+  if (body === undefined) {
+    reply.send(error)
+    return
+  }
+  reply.code(error.statusCode)
+  if (error.headers !== undefined) reply.headers(error.headers)
+  reply.type(body.type).send(body.payload)
+}
+
+function routeTimeout(config: unknown, url: string): number | false | undefined {
+  if (config === undefined || config === null || typeof config !== 'object') return undefined
+  const settings = (config as { leakGuard?: unknown }).leakGuard
+  if (settings === undefined) return undefined
+  if (settings === null || typeof settings !== 'object' || Array.isArray(settings)) {
+    return validateRouteTimeout(settings, `config.leakGuard of ${url}`)
+  }
+  for (const key of Object.keys(settings)) {
+    if (key !== 'timeout') throw new InvalidOptionError(key, `Unknown option \`config.leakGuard.${key}\` on route ${url}; expected \`timeout\``)
+  }
+  const timeout = (settings as LeakGuardRouteConfig).timeout
+  return timeout === undefined ? undefined : validateRouteTimeout(timeout, `config.leakGuard.timeout of ${url}`)
+}
+
+const plugin: FastifyPluginCallback<GuardOptions> = function leakGuardPlugin(fastify, options, done) {
+  let guard: Guard
+  try {
+    // Fastify passes its own registration keys (prefix, logLevel) along with ours.
+    const { prefix: _prefix, logLevel: _logLevel, logSerializers: _s, ...own } = options as GuardOptions & Record<string, unknown>
+    guard = createGuard(own)
+  } catch (error) {
+    done(error as Error)
+    return
+  }
+  const body = guard.customTimeoutBody
+
+  // Aborts that land outside the handler (while the body is read, in a slow preHandler) are answered
+  // through reply.send(), i.e. Fastify's error handler; Fastify skips the handler once the reply is sent.
+  const host: ScopeHost = {
+    answer(_scope, error, reply) {
+      const r = reply as FastifyReply
+      if (!r.sent) sendAbort(r, error, body)
+      return true
+    },
+  }
+
+  fastify.decorate('leakGuard', guard)
+  fastify.decorateRequest('scope', null as unknown as RequestScope)
+
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    const timeout = routeTimeout(route.config, route.url)
+    if (timeout !== undefined) {
+      const setRouteTimeout = function leakGuardRouteTimeout(request: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction): void {
+        request.scope?.setTimeout(timeout)
+        next()
+      }
+      const existing = route.onRequest
+      route.onRequest = existing === undefined ? [setRouteTimeout] : [setRouteTimeout, ...(Array.isArray(existing) ? existing : [existing])]
+    }
+    const handler = route.handler
+    const url = route.url
+    route.handler = function leakGuardHandler(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      const scope = request.scope
+      if (scope !== null) scope.route = url
+      const result = (handler as (this: FastifyInstance, req: FastifyRequest, rep: FastifyReply) => unknown).call(this, request, reply)
+      if (scope === null || result === reply || result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') {
+        return result
+      }
+      // Race the handler against the deadline: on timeout the race rejects into Fastify's error path
+      // and the handler's late result or rejection is swallowed instead of logged.
+      const raced = scope.race(result as PromiseLike<unknown>)
+      if (body === undefined) return raced
+      return raced.catch((error: unknown) => {
+        if (error === scope.reason && (error instanceof TimeoutError || error instanceof ShutdownError)) {
+          sendAbort(reply, error, body)
+          return reply
+        }
+        throw error
+      })
+    } as RouteOptions['handler']
+  })
+
+  fastify.addHook('onRequest', function leakGuardOnRequest(request, reply, next) {
+    if (request.scope !== null) return next()
+    const scope = guard.begin(request.raw, reply.raw, reply, host)
+    request.scope = scope
+    guard.enter(scope, next)
+  })
+
+  if (guard.options.context) {
+    // The body was read from socket events, outside the request's context: re-enter it before the
+    // validation, pre-handler hooks and handler run.
+    fastify.addHook('preValidation', function leakGuardPreValidation(request, _reply, next) {
+      if (request.scope !== null) guard.enter(request.scope, next)
+      else next()
+    })
+  }
+
+  done()
+}
+
+/**
+ * Fastify plugin: gives every request a scope (`request.scope`, `request.scope.signal`), a deadline
+ * answered with 503 through Fastify's error handler, and aborts on client disconnect.
+ *
+ * @example
+ * const app = Fastify()
+ * await app.register(leakGuard, { timeout: 5_000 })
+ * app.get('/slow', { config: { leakGuard: { timeout: 30_000 } } }, async (request) => work(request.scope.signal))
+ */
+export const leakGuard = fp(plugin, { fastify: '4.x || 5.x', name: '@leak-guard/fastify' })
+export default leakGuard

@@ -1,0 +1,113 @@
+import type { Middleware, ParameterizedContext, Next } from 'koa'
+import {
+  ShutdownError,
+  TimeoutError,
+  createGuard,
+  validateRouteTimeout,
+  type Guard,
+  type GuardOptions,
+  type RequestScope,
+} from '@leak-guard/core'
+
+export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
+
+declare module 'koa' {
+  interface ExtendableContext {
+    /** The request's AbortSignal (leak-guard): aborted on timeout, client disconnect, shutdown and at the end of the request. */
+    readonly signal: AbortSignal
+    /** The request's leak-guard scope. */
+    readonly scope: RequestScope
+    /** The guard of the app. */
+    readonly leakGuard: Guard
+  }
+}
+
+const kScope = Symbol('leak-guard.koa.scope')
+const kInstalled = Symbol.for('leak-guard.koa.installed.v1')
+
+interface ScopedContext {
+  [kScope]?: RequestScope
+  [kInstalled]?: true
+}
+
+type AnyContext = ParameterizedContext
+
+/** Getters on the app's context prototype: a request pays for one own property. */
+function install(proto: object, guard: Guard): void {
+  Object.defineProperties(proto, {
+    [kInstalled]: { value: true, configurable: true },
+    signal: {
+      configurable: true,
+      get(this: ScopedContext) {
+        return this[kScope]?.signal
+      },
+    },
+    scope: {
+      configurable: true,
+      get(this: ScopedContext) {
+        return this[kScope]
+      },
+    },
+    leakGuard: { value: guard, configurable: true },
+  })
+}
+
+export interface LeakGuardMiddleware extends Middleware {
+  /** The guard behind this middleware: stats, live scopes, shutdown. */
+  readonly guard: Guard
+}
+
+/**
+ * Gives every request a scope with a lazy AbortSignal (`ctx.signal`), a deadline answered with 503,
+ * and aborts on client disconnect. Koa answers only once the whole chain settles, so the middleware
+ * races the rest of the chain against the deadline: on timeout it throws the `TimeoutError` into
+ * Koa's error path (your error middleware sees it; Koa answers with its status, `Retry-After` header
+ * and message), while the handler's signal aborts. Mount it first.
+ *
+ * @example
+ * const app = new Koa()
+ * app.use(leakGuard({ timeout: 5_000 }))
+ * app.use(bodyParser())
+ * app.use(async (ctx) => { ctx.body = await db.find(ctx.query.id, { signal: ctx.signal }) })
+ */
+export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
+  const guard = createGuard(options)
+  const context = guard.options.context
+  const body = guard.customTimeoutBody
+  const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
+    const scoped = ctx as unknown as ScopedContext
+    if (scoped[kScope] !== undefined) return next()
+    if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(ctx) as object, guard)
+    const scope = guard.begin(ctx.req, ctx.res, ctx)
+    scoped[kScope] = scope
+    try {
+      await (context ? guard.enter(scope, () => scope.race(next())) : scope.race(next()))
+    } catch (error) {
+      if (body !== undefined && error === scope.reason && (error instanceof TimeoutError || error instanceof ShutdownError)) {
+        ctx.status = error.statusCode
+        if (error.headers !== undefined) ctx.set(error.headers)
+        ctx.type = body.type
+        ctx.body = body.payload
+        return
+      }
+      throw error
+    }
+  }
+  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
+  return middleware as LeakGuardMiddleware
+}
+
+/**
+ * Per-route deadline, measured from when leak-guard saw the request; `false` removes it (streaming).
+ * Checked once, here, not per request.
+ *
+ * @example
+ * router.post('/upload', withTimeout(60_000), upload)
+ */
+export function withTimeout(ms: number | false): Middleware {
+  const timeout = validateRouteTimeout(ms)
+  return function leakGuardTimeout(ctx: AnyContext, next: Next) {
+    ;(ctx as unknown as ScopedContext)[kScope]?.setTimeout(timeout)
+    return next()
+  }
+}
