@@ -16,6 +16,14 @@ export const errorCodes = {
   LG_ERR_CLIENT_CLOSED: { status: 499, expose: false },
   LG_ERR_SHUTDOWN: { status: 503, expose: true },
   LG_ERR_REQUEST_ENDED: { status: 500, expose: false },
+  LG_ERR_CLIENT_QUEUE_FULL: { status: 503, expose: true },
+  LG_ERR_CLIENT_TIMEOUT: { status: 504, expose: true },
+  LG_ERR_POOL_FULL: { status: 503, expose: true },
+  LG_ERR_POOL_QUEUE_TIMEOUT: { status: 503, expose: true },
+  LG_ERR_POOL_CLOSED: { status: 503, expose: true },
+  LG_ERR_WORKER_ERROR: { status: 500, expose: false },
+  LG_ERR_WORKER_EXIT: { status: 500, expose: false },
+  LG_ERR_WORKER_RESOURCE_LIMITS: { status: 500, expose: false },
 } as const satisfies Record<string, { status: number; expose: boolean }>
 
 export type ErrorCode = keyof typeof errorCodes
@@ -30,7 +38,7 @@ export interface LeakGuardErrorOptions {
 export class LeakGuardError extends Error {
   declare static readonly [kKind]: string
   readonly code: ErrorCode
-  readonly statusCode: number
+  statusCode: number
   readonly expose: boolean
   headers: Record<string, string> | undefined
 
@@ -43,9 +51,13 @@ export class LeakGuardError extends Error {
     this.headers = options?.headers
   }
 
-  /** Alias of `statusCode`, read by Koa and http-errors style handlers. */
+  /** Alias of `statusCode`, read (and written back) by Koa and http-errors style handlers. */
   get status(): number {
     return this.statusCode
+  }
+
+  set status(value: number) {
+    this.statusCode = value
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
@@ -122,6 +134,92 @@ export class RequestEndedError extends AbortReasonError {
 brand(RequestEndedError, AbortReasonError)
 
 export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError()) as RequestEndedError
+
+/** A dispatcher or thread pool has no room: its queue is full. Carries `Retry-After`. */
+export class PoolFullError extends LeakGuardError {
+  /** Seconds after which a retry has a fair chance, from the queue depth and the recent service time. */
+  readonly retryAfter: number
+  constructor(retryAfter: number) {
+    super('LG_ERR_POOL_FULL', 'Too much work queued; try again later', { headers: { 'Retry-After': String(retryAfter) } })
+    this.retryAfter = retryAfter
+  }
+}
+brand(PoolFullError, LeakGuardError)
+
+/** A task waited in a dispatcher's or thread pool's queue longer than its `queueTimeout`. */
+export class PoolQueueTimeoutError extends LeakGuardError {
+  readonly queueTimeout: number
+  constructor(queueTimeout: number, retryAfter: number) {
+    super('LG_ERR_POOL_QUEUE_TIMEOUT', `Task waited in the queue for more than ${queueTimeout} ms`, { headers: { 'Retry-After': String(retryAfter) } })
+    this.queueTimeout = queueTimeout
+  }
+}
+brand(PoolQueueTimeoutError, LeakGuardError)
+
+/** The dispatcher or thread pool was closed or destroyed: no new work, queued work dropped. */
+export class PoolClosedError extends LeakGuardError {
+  constructor() {
+    super('LG_ERR_POOL_CLOSED', 'The pool is closed')
+  }
+}
+brand(PoolClosedError, LeakGuardError)
+
+/** A worker thread died of an uncaught error while running the task; the pool replaced it. */
+export class WorkerError extends LeakGuardError {
+  constructor(cause: unknown) {
+    super('LG_ERR_WORKER_ERROR', 'The worker thread failed with an uncaught error', { cause })
+  }
+}
+brand(WorkerError, LeakGuardError)
+
+/** The worker thread exited (e.g. `process.exit()`) while running the task; the pool replaced it. */
+export class WorkerExitError extends LeakGuardError {
+  /** The worker's exit code, when known. */
+  readonly exitCode: number | undefined
+  constructor(exitCode: number | undefined, cause?: unknown) {
+    super('LG_ERR_WORKER_EXIT', `The worker thread exited${exitCode === undefined ? '' : ` with code ${exitCode}`} while running the task`, { cause })
+    this.exitCode = exitCode
+  }
+}
+brand(WorkerExitError, LeakGuardError)
+
+/** The worker thread hit its `resourceLimits` (heap or stack) and was stopped; the pool replaced it. */
+export class WorkerResourceLimitsError extends LeakGuardError {
+  constructor(cause: unknown) {
+    super('LG_ERR_WORKER_RESOURCE_LIMITS', 'The worker thread exceeded its resource limits', { cause })
+  }
+}
+brand(WorkerResourceLimitsError, LeakGuardError)
+
+/**
+ * An outgoing call was refused at once because its origin already has `connections + maxQueue` calls
+ * in flight (running or waiting for a connection). Shed load instead of queueing without bound.
+ */
+export class ClientQueueFullError extends LeakGuardError {
+  /** The origin whose queue was full. */
+  readonly origin: string
+  /** The `maxQueue` bound that was reached. */
+  readonly maxQueue: number
+  constructor(origin: string, maxQueue: number) {
+    super('LG_ERR_CLIENT_QUEUE_FULL', `Too many outgoing requests waiting for a connection to ${origin} (maxQueue ${maxQueue})`)
+    this.origin = origin
+    this.maxQueue = maxQueue
+  }
+}
+brand(ClientQueueFullError, LeakGuardError)
+
+/**
+ * An outgoing call ran past the HTTP client's own `timeout` (not the inbound request's deadline, which
+ * aborts calls with the request's `TimeoutError`).
+ */
+export class ClientTimeoutError extends LeakGuardError {
+  readonly timeout: number
+  constructor(timeout: number) {
+    super('LG_ERR_CLIENT_TIMEOUT', `Outgoing request timed out after ${timeout} ms`)
+    this.timeout = timeout
+  }
+}
+brand(ClientTimeoutError, LeakGuardError)
 
 /** True for any error created by any copy of leak-guard. */
 export function isLeakGuardError(value: unknown): value is LeakGuardError {

@@ -27,7 +27,8 @@ export function checkKeys(scope: string, options: unknown, known: readonly strin
   }
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new InvalidOptionError(key, `Unknown option \`${key}\` for ${scope}; expected one of ${known.map((k) => `\`${k}\``).join(', ')}`)
+      const value = (options as Record<string, unknown>)[key]
+      throw new InvalidOptionError(key, `Unknown option \`${key}\` for ${scope} (got ${describe(value)}); expected one of ${known.map((k) => `\`${k}\``).join(', ')}`)
     }
   }
   return options as Record<string, unknown>

@@ -1,0 +1,98 @@
+import { once } from 'node:events'
+import { Agent, request as httpRequest } from 'node:http'
+import { connect, type Socket } from 'node:net'
+
+export interface Reply {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+  reusedSocket: boolean
+  /** Milliseconds from sending the request to the end of the response. */
+  elapsed: number
+}
+
+export interface SendOptions {
+  method?: string
+  path: string
+  id?: string
+  json?: unknown
+  agent?: Agent
+}
+
+/** One HTTP request over a real socket; resolves with the whole response. */
+export function send(port: number, options: SendOptions): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const payload = options.json === undefined ? undefined : JSON.stringify(options.json)
+    const started = performance.now()
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: options.method ?? 'GET',
+        path: options.path,
+        agent: options.agent ?? false,
+        headers: {
+          ...(options.id === undefined ? {} : { 'x-id': options.id }),
+          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.on('error', reject)
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+            reusedSocket: req.reusedSocket,
+            elapsed: performance.now() - started,
+          }),
+        )
+      },
+    )
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** Opens a raw socket and writes `text` (a request, possibly partial). */
+export async function rawSocket(port: number, text: string): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(text)
+  return socket
+}
+
+export function rawRequest(method: string, path: string, id: string, json?: unknown): string {
+  const body = json === undefined ? '' : JSON.stringify(json)
+  const head = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', `x-id: ${id}`]
+  if (json !== undefined) head.push('Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`)
+  return `${head.join('\r\n')}\r\n\r\n${body}`
+}
+
+/** Collects what is written to stderr and every unhandled rejection / uncaught exception meanwhile. */
+export function captureProcessNoise(): { stop(): string[] } {
+  const noise: string[] = []
+  const write = process.stderr.write.bind(process.stderr)
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    noise.push(`stderr: ${String(chunk)}`)
+    return (write as (...args: unknown[]) => boolean)(chunk, ...rest)
+  }) as typeof process.stderr.write
+  const onRejection = (reason: unknown): void => {
+    noise.push(`unhandledRejection: ${String(reason)}`)
+  }
+  const onException = (error: unknown): void => {
+    noise.push(`uncaughtException: ${String(error)}`)
+  }
+  process.on('unhandledRejection', onRejection)
+  process.on('uncaughtException', onException)
+  return {
+    stop() {
+      process.stderr.write = write
+      process.off('unhandledRejection', onRejection)
+      process.off('uncaughtException', onException)
+      return noise
+    },
+  }
+}
