@@ -19,3 +19,12 @@ export { currentScope, currentSignal, bindRequestEvents } from './scope/context.
 
 export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
+
+export { takeSnapshot, formatSnapshot } from './observe/snapshot.js'
+export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snapshot.js'
+export { createDebugHandler, dumpOnSignal } from './observe/debug.js'
+export type { DebugHandler, DumpOnSignalOptions } from './observe/debug.js'
+export { createMetrics } from './observe/metrics.js'
+export type { MetricsOptions, GuardMetrics } from './observe/metrics.js'
+export { formatLeak, logLeak } from './observe/leak-log.js'
+export type { LeakLogger } from './observe/leak-log.js'

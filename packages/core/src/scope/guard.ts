@@ -3,6 +3,9 @@ import { performance } from 'node:perf_hooks'
 import { ShutdownError, type LeakGuardError } from '../errors.js'
 import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from './context.js'
+import { logLeak, type LeakLogger } from '../observe/leak-log.js'
+import { watchOutgoing } from '../observe/outgoing.js'
+import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
 import { kAnswer, kEnd, kScopeOf } from './internal.js'
 import {
   RequestScope,
@@ -58,6 +61,12 @@ export interface GuardOptions {
    * @default false
    */
   captureStacks?: boolean
+  /**
+   * Logger for leak events (pino-compatible: `warn(object, message)`). The Fastify adapter logs
+   * through `fastify.log` when this is not set.
+   * @default undefined
+   */
+  logger?: LeakLogger
 }
 
 export interface ResolvedGuardOptions {
@@ -68,9 +77,10 @@ export interface ResolvedGuardOptions {
   context: boolean
   leakGracePeriod: number
   captureStacks: boolean
+  logger: LeakLogger | undefined
 }
 
-const guardKeys = ['timeout', 'timeoutStatus', 'timeoutBody', 'retryAfter', 'context', 'leakGracePeriod', 'captureStacks'] as const
+const guardKeys = ['timeout', 'timeoutStatus', 'timeoutBody', 'retryAfter', 'context', 'leakGracePeriod', 'captureStacks', 'logger'] as const
 
 export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOptions {
   const o = checkKeys('createGuard()', options, guardKeys)
@@ -85,6 +95,10 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
       throw invalid('timeoutBody', 'an object that JSON.stringify() accepts', body)
     }
   }
+  const logger = o.logger
+  if (logger !== undefined && (logger === null || typeof logger !== 'object' || typeof (logger as LeakLogger).warn !== 'function')) {
+    throw invalid('logger', 'an object with a `warn` function', logger)
+  }
   return {
     timeout: integerOrFalse('timeout', o.timeout, 30_000),
     timeoutStatus: httpStatus('timeoutStatus', o.timeoutStatus, 503),
@@ -93,6 +107,7 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
     context: boolean('context', o.context, true),
     leakGracePeriod: integer('leakGracePeriod', o.leakGracePeriod, 1_000),
     captureStacks: boolean('captureStacks', o.captureStacks, false),
+    logger: logger as LeakLogger | undefined,
   }
 }
 
@@ -169,6 +184,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
   #bodyCache: { payload: string; type: string } | undefined
   #lateTimers = new Set<NodeJS.Timeout>()
   #closing = false
+  #endObservers: Array<(scope: RequestScope, outcome: ScopeOutcome) => void> | undefined
+  #unwatch: (() => void) | undefined
 
   constructor(options?: GuardOptions) {
     super()
@@ -181,6 +198,10 @@ export class Guard extends EventEmitter implements ScopeOwner {
       const body = resolved.timeoutBody
       this.#bodyCache = typeof body === 'string' ? { payload: body, type: 'text/plain; charset=utf-8' } : { payload: JSON.stringify(body), type: 'application/json; charset=utf-8' }
     }
+    const logger = resolved.logger
+    if (logger !== undefined) this.on('leak', (event: LeakEvent) => logLeak(logger, event))
+    // Outgoing calls are attributed through AsyncLocalStorage, so only a guard that carries it can watch them.
+    if (resolved.context) this.#unwatch = watchOutgoing(this)
   }
 
   /**
@@ -218,6 +239,29 @@ export class Guard extends EventEmitter implements ScopeOwner {
       ended: { ...this.#ended },
       leaks: { ...this.#leaks },
       detached: this.#detached.size,
+    }
+  }
+
+  /**
+   * The live dump: every in-flight request with its route, age, remaining deadline, state, abort
+   * reason and pending work (spawned tasks, outgoing calls). `exclude` leaves one scope out (the
+   * debug request itself).
+   */
+  snapshot(exclude?: RequestScope): GuardSnapshot {
+    return takeSnapshot(this, exclude)
+  }
+
+  /**
+   * Calls `fn(scope, outcome)` once per request when its response closes (metrics). Returns the
+   * function that removes it. Without observers the end of a request costs one field check.
+   */
+  onScopeEnd(fn: (scope: RequestScope, outcome: ScopeOutcome) => void): () => void {
+    const list = (this.#endObservers ??= [])
+    list.push(fn)
+    return () => {
+      const index = list.indexOf(fn)
+      if (index !== -1) list.splice(index, 1)
+      if (list.length === 0 && this.#endObservers === list) this.#endObservers = undefined
     }
   }
 
@@ -290,13 +334,15 @@ export class Guard extends EventEmitter implements ScopeOwner {
   scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void {
     this.#live.delete(scope)
     this.#ended[outcome]++
+    const observers = this.#endObservers
+    if (observers !== undefined) for (const fn of observers) fn(scope, outcome)
   }
 
   /** @internal Watches a scope's background tasks past its end and reports those still running as leaks. */
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void {
     const timer = setTimeout(() => {
       this.#lateTimers.delete(timer)
-      for (const task of tasks) this.reportLeak(scope, 'spawn', task.stack)
+      for (const task of tasks) this.reportLeak(scope, task.kind ?? 'spawn', task.stack)
     }, this.options.leakGracePeriod)
     timer.unref()
     this.#lateTimers.add(timer)
@@ -342,6 +388,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
   dispose(): void {
     for (const timer of this.#lateTimers) clearTimeout(timer)
     this.#lateTimers.clear()
+    this.#unwatch?.()
+    this.#unwatch = undefined
   }
 }
 

@@ -49,7 +49,15 @@ export interface SpawnedTask {
   /** Stack where the task was started, when `captureStacks` is on. */
   readonly stack: string | undefined
   readonly startedAt: number
+  /** `request` for an outgoing HTTP call the guard watches; `spawn` (the default) for `scope.spawn()`. */
+  readonly kind?: 'spawn' | 'request'
+  /** What the task is, for the live dump (e.g. `GET http://127.0.0.1:3000/path`). */
+  readonly label?: string
 }
+
+/** @internal Lets the late-work watcher find a scope's guard and attach outgoing calls to it. */
+export const kOwner = Symbol('leak-guard.scope.owner')
+export const kTrack = Symbol('leak-guard.scope.track')
 
 const OPEN = 0
 const ABORTED = 1
@@ -294,6 +302,21 @@ export class RequestScope {
   /** @internal Tasks for the live dump. */
   tasks(): readonly SpawnedTask[] {
     return this.#tasks === undefined ? [] : [...this.#tasks]
+  }
+
+  /** @internal The guard that owns this scope. */
+  get [kOwner](): ScopeOwner {
+    return this.#owner
+  }
+
+  /** @internal Adds work started elsewhere (an outgoing call) to the tasks watched past the end. */
+  [kTrack](task: SpawnedTask): void {
+    const tasks = (this.#tasks ??= new Set())
+    tasks.add(task)
+    const settle = (): void => {
+      tasks.delete(task)
+    }
+    task.promise.then(settle, settle)
   }
 
   /**

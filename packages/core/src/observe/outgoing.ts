@@ -1,0 +1,133 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { performance } from 'node:perf_hooks'
+import { storage } from '../scope/context.js'
+import { kOwner, kTrack, type RequestScope, type ScopeOwner } from '../scope/request-scope.js'
+import { userStack } from './stack.js'
+
+/**
+ * Watches outgoing HTTP calls through diagnostics_channel and ties each to the request scope that
+ * started it (read from AsyncLocalStorage at the moment the call is created):
+ *
+ * - a call started from a scope that already ended or was aborted is reported at once as late work
+ *   (kind `request`);
+ * - a call started from a live scope joins that scope's tasks, so one still running a grace period
+ *   after the request ended is reported like a `spawn` task, and the live dump lists it.
+ *
+ * undici (the package, and Node's copy behind global `fetch`) publishes `undici:request:create`
+ * synchronously inside `fetch()`/`request()`, so a stack captured there names the caller. node:http
+ * publishes `http.client.request.created` synchronously in newer Node (24 has it, 20 does not) and
+ * `http.client.request.start` later, once a socket is assigned; on Node 20 only the latter fires, so
+ * the scope is still right but the stack no longer names the caller.
+ *
+ * The channels are subscribed while at least one guard watches and unsubscribed when the last one
+ * is disposed.
+ */
+
+interface UndiciRequest {
+  method?: string
+  origin?: unknown
+  path?: string
+}
+
+interface HttpClientRequest {
+  method?: string
+  protocol?: string
+  host?: string
+  path?: string
+  once(event: 'close', listener: () => void): unknown
+}
+
+const watchers = new Set<ScopeOwner>()
+const pending = new WeakMap<object, () => void>()
+const seenHttp = new WeakSet<object>()
+
+function scopeFor(): RequestScope | undefined {
+  const scope = storage.getStore()
+  if (scope === undefined || !watchers.has(scope[kOwner])) return undefined
+  return scope
+}
+
+/** Reports a late call, or tracks a call of a live scope until `done` is called. */
+function attach(scope: RequestScope, stack: string | undefined, label: string, key: object): boolean {
+  const owner = scope[kOwner]
+  if (scope.state !== 'running') {
+    owner.reportLeak(scope, 'request', stack)
+    return false
+  }
+  let done!: () => void
+  const promise = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  pending.set(key, done)
+  scope[kTrack]({ promise, stack, startedAt: performance.now(), kind: 'request', label })
+  return true
+}
+
+function finish(key: object): void {
+  const done = pending.get(key)
+  if (done === undefined) return
+  pending.delete(key)
+  done()
+}
+
+function onUndiciCreate(message: unknown): void {
+  const scope = scopeFor()
+  if (scope === undefined) return
+  const request = (message as { request?: UndiciRequest }).request
+  if (request === undefined || request === null) return
+  const stack = scope[kOwner].captureStacks ? userStack(onUndiciCreate) : undefined
+  attach(scope, stack, `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`, request)
+}
+
+function onUndiciDone(message: unknown): void {
+  const request = (message as { request?: object }).request
+  if (request !== undefined && request !== null) finish(request)
+}
+
+function watchHttp(request: HttpClientRequest, stack: string | undefined, scope: RequestScope): void {
+  const label = `${request.method ?? 'GET'} ${request.protocol ?? 'http:'}//${request.host ?? ''}${request.path ?? ''}`
+  if (attach(scope, stack, label, request)) request.once('close', () => finish(request))
+}
+
+function onHttpCreated(message: unknown): void {
+  const request = (message as { request?: HttpClientRequest }).request
+  if (request === undefined || request === null || seenHttp.has(request)) return
+  seenHttp.add(request)
+  const scope = scopeFor()
+  if (scope === undefined) return
+  watchHttp(request, scope[kOwner].captureStacks ? userStack(onHttpCreated) : undefined, scope)
+}
+
+function onHttpStart(message: unknown): void {
+  const request = (message as { request?: HttpClientRequest }).request
+  if (request === undefined || request === null || seenHttp.has(request)) return
+  seenHttp.add(request)
+  const scope = scopeFor()
+  if (scope === undefined) return
+  watchHttp(request, scope[kOwner].captureStacks ? userStack(onHttpStart) : undefined, scope)
+}
+
+const subscriptions: ReadonlyArray<readonly [string, (message: unknown) => void]> = [
+  ['undici:request:create', onUndiciCreate],
+  ['undici:request:trailers', onUndiciDone],
+  ['undici:request:error', onUndiciDone],
+  ['http.client.request.created', onHttpCreated],
+  ['http.client.request.start', onHttpStart],
+]
+
+/** Starts attributing outgoing calls to `owner`'s scopes. Returns the function that stops it. */
+export function watchOutgoing(owner: ScopeOwner): () => void {
+  if (watchers.size === 0) {
+    for (const [name, fn] of subscriptions) subscribe(name, fn)
+  }
+  watchers.add(owner)
+  return () => {
+    if (!watchers.delete(owner) || watchers.size > 0) return
+    for (const [name, fn] of subscriptions) unsubscribe(name, fn)
+  }
+}
+
+/** Whether any guard of this copy of leak-guard is watching outgoing calls (for tests). */
+export function watchingOutgoing(): boolean {
+  return watchers.size > 0
+}
