@@ -1,0 +1,135 @@
+import * as http from 'node:http'
+import * as https from 'node:https'
+import { ClientQueueFullError } from '../errors.js'
+import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { storage } from '../scope/context.js'
+import type { ClientOwner } from './options.js'
+
+export interface AgentOptions {
+  /**
+   * `'https:'` gives an `https.Agent`, `'http:'` an `http.Agent`.
+   * @default 'http:'
+   */
+  protocol?: 'http:' | 'https:'
+  /**
+   * Most sockets open at once to one host:port.
+   * @default 32
+   */
+  maxSockets?: number
+  /**
+   * Most idle sockets kept per host:port for reuse.
+   * @default 8
+   */
+  maxFreeSockets?: number
+  /**
+   * Most requests per host:port waiting for a socket once `maxSockets` are busy; the next one is
+   * destroyed with `LG_ERR_CLIENT_QUEUE_FULL` (the library sees it as a request error). `0` means
+   * "never wait"; `false` removes the bound.
+   * @default 256
+   */
+  maxQueue?: number | false
+  /**
+   * Socket idle timeout in milliseconds: an idle kept-alive socket is closed after it. Keep it below the
+   * upstream's idle timeout (Node's default is 5 s); a shorter `Keep-Alive: timeout` hint wins.
+   * @default 4000
+   */
+  timeout?: number
+  /**
+   * Which idle socket is reused first: `'lifo'` keeps few sockets warm and lets the rest time out,
+   * `'fifo'` spreads requests over all of them.
+   * @default 'lifo'
+   */
+  scheduling?: 'lifo' | 'fifo'
+  /**
+   * Tie requests made inside a request scope to it: they are destroyed with the scope's reason when
+   * the request times out, its client disconnects, the server shuts down or the request ends. Libraries
+   * that pass their own `signal` keep it too.
+   * @default true
+   */
+  scope?: boolean
+  /**
+   * A guard: the agent registers with it so shutdown destroys its sockets.
+   * @default undefined
+   */
+  guard?: ClientOwner
+}
+
+const agentKeys = ['protocol', 'maxSockets', 'maxFreeSockets', 'maxQueue', 'timeout', 'scheduling', 'scope', 'guard'] as const
+
+interface AgentInternals {
+  requests: Record<string, unknown[] | undefined>
+  sockets: Record<string, unknown[] | undefined>
+  getName(options: unknown): string
+  addRequest(req: http.ClientRequest, options: { host?: string; port?: number | string }): void
+}
+
+function destroyLater(req: http.ClientRequest, reason: unknown): void {
+  // addRequest runs inside the ClientRequest constructor, before the caller could listen for 'error'.
+  process.nextTick(() => req.destroy(reason as Error))
+}
+
+/**
+ * Creates a bounded `http.Agent` (or `https.Agent`) for libraries that take one (axios' `httpAgent`,
+ * got's `agent`, `http.request`): keep-alive with a socket cap, an idle timeout, a bound on requests
+ * waiting for a socket, and requests tied to the current request scope. Throws `LG_ERR_INVALID_OPTION`
+ * for any invalid option.
+ *
+ * @example
+ * const httpAgent = createAgent({ maxSockets: 16, guard: app.leakGuard })
+ * const api = axios.create({ httpAgent })
+ */
+export function createAgent(options?: AgentOptions): http.Agent {
+  const o = checkKeys('createAgent()', options, agentKeys)
+  const protocol = o.protocol ?? 'http:'
+  if (protocol !== 'http:' && protocol !== 'https:') throw invalid('protocol', "`'http:'` or `'https:'`", protocol)
+  const scheduling = o.scheduling ?? 'lifo'
+  if (scheduling !== 'lifo' && scheduling !== 'fifo') throw invalid('scheduling', "`'lifo'` or `'fifo'`", scheduling)
+  const guard = o.guard as ClientOwner | undefined
+  if (guard !== undefined && (guard === null || typeof guard !== 'object' || typeof guard.register !== 'function')) {
+    throw invalid('guard', 'a guard (an object with `register()`)', guard)
+  }
+  const maxSockets = integer('maxSockets', o.maxSockets, 32, 1, 65_535)
+  const maxFreeSockets = integer('maxFreeSockets', o.maxFreeSockets, 8, 1, 65_535)
+  const maxQueue = integerOrFalse('maxQueue', o.maxQueue, 256, 0)
+  const timeout = integer('timeout', o.timeout, 4_000, 1, 2_147_483_647)
+  const bindScope = boolean('scope', o.scope, true)
+
+  const Ctor = protocol === 'https:' ? https.Agent : http.Agent
+  const agent = new Ctor({ keepAlive: true, maxSockets, maxFreeSockets, timeout, scheduling })
+  const internals = agent as unknown as AgentInternals
+  const addRequest = internals.addRequest
+  internals.addRequest = function boundedAddRequest(req, requestOptions) {
+    if (maxQueue !== false) {
+      const name = internals.getName(requestOptions)
+      const busy = internals.sockets[name]?.length ?? 0
+      const waiting = internals.requests[name]?.length ?? 0
+      if (busy >= maxSockets && waiting >= maxQueue) {
+        destroyLater(req, new ClientQueueFullError(`${protocol}//${requestOptions.host ?? 'localhost'}:${requestOptions.port ?? ''}`, maxQueue))
+        return
+      }
+    }
+    if (bindScope) {
+      const scope = storage.getStore()
+      if (scope !== undefined) {
+        if (scope.aborted) {
+          destroyLater(req, scope.reason)
+          return
+        }
+        const dispose = scope.onAbort((reason) => {
+          if (!req.destroyed) req.destroy(reason)
+        })
+        req.once('close', dispose)
+      }
+    }
+    addRequest.call(this, req, requestOptions)
+  }
+  if (guard !== undefined) {
+    const unregister = guard.register({
+      close: async () => {
+        unregister()
+        agent.destroy()
+      },
+    })
+  }
+  return agent
+}

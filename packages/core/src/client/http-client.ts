@@ -1,0 +1,371 @@
+import {
+  fetch as undiciFetch,
+  getGlobalDispatcher,
+  request as undiciRequest,
+  setGlobalDispatcher,
+  type Dispatcher,
+  type RequestInfo,
+  type RequestInit,
+  type Response,
+} from 'undici'
+import { ClientQueueFullError, ClientTimeoutError } from '../errors.js'
+import { invalid } from '../options.js'
+import { storage } from '../scope/context.js'
+import type { RequestScope } from '../scope/request-scope.js'
+import { BoundedDispatcher, type DispatchOwner, type Tracked } from './dispatcher.js'
+import { resolveHttpClientOptions, type HttpClientOptions, type ResolvedHttpClientOptions } from './options.js'
+
+/** Per-call options accepted by `client.fetch()` (in `init`) and `client.request()`. */
+export interface CallOptions {
+  /**
+   * Deadline of this call in milliseconds, or `false` for none; overrides the client's `timeout`. The
+   * request scope's remaining time still caps it.
+   */
+  timeout?: number | false
+  /**
+   * The request scope this call belongs to, for code that runs with `context: false`; `false` detaches
+   * the call from the current scope. By default the scope of the running request (`currentScope()`).
+   */
+  scope?: RequestScope | false
+}
+
+export type HttpClientFetchInit = RequestInit & CallOptions
+export type HttpClientRequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | 'path' | 'method' | 'dispatcher'> &
+  Partial<Pick<Dispatcher.RequestOptions, 'method' | 'path'>> &
+  CallOptions
+export type HttpClientResponseData = Dispatcher.ResponseData
+
+/** Connection and call counts of one origin. */
+export interface OriginStats {
+  /** Connections open to the origin (busy or idle). */
+  open: number
+  /** Calls running on a connection. */
+  busy: number
+  /** Calls waiting for a connection. */
+  queued: number
+  /** Calls leak-guard aborted: request scope aborted or ended, timeout, caller's signal. */
+  aborted: number
+  /** Calls refused with `LG_ERR_CLIENT_QUEUE_FULL`. */
+  rejected: number
+}
+
+function onCallTimeout(call: Call, timeout: number): void {
+  call.abort(new ClientTimeoutError(timeout))
+}
+
+/**
+ * One `client.fetch()`/`client.request()`: listens to the request scope, the caller's signal and its own
+ * timer, and removes every listener as soon as it settles (the response body was received, the call
+ * failed, or it was aborted). One listener per call on a caller's long-lived signal, removed again,
+ * instead of `AbortSignal.any()`, whose listeners on long-lived signals leak on Node 20
+ * (nodejs/node#55351).
+ *
+ * It is also the `dispatcher` handed to undici's `fetch`/`request`, which is how its dispatches (one per
+ * redirect hop for `fetch`) are linked to it.
+ */
+class Call implements DispatchOwner {
+  aborted = false
+  reason: unknown = undefined
+  readonly controller: AbortController | undefined
+  #dispatcher: BoundedDispatcher
+  #tracked: Tracked[] = []
+  #returned = false
+  #settled = false
+  #timer: NodeJS.Timeout | undefined = undefined
+  #disposeScope: (() => void) | undefined = undefined
+  #signal: AbortSignal | undefined = undefined
+
+  constructor(dispatcher: BoundedDispatcher, withController: boolean) {
+    this.#dispatcher = dispatcher
+    this.controller = withController ? new AbortController() : undefined
+  }
+
+  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined): void {
+    let remaining = Infinity
+    if (scope !== undefined) {
+      remaining = scope.remaining()
+      this.#disposeScope = scope.onAbort((reason) => this.abort(reason))
+    }
+    // When the request's deadline comes first, no timer of ours: the scope's own timer aborts the call
+    // with the request's TimeoutError, which is the reason the caller should see.
+    if (timeout !== false && timeout < remaining) {
+      const timer = setTimeout(onCallTimeout, timeout, this, timeout)
+      timer.unref()
+      this.#timer = timer
+    }
+    if (signal !== undefined) {
+      this.#signal = signal
+      signal.addEventListener('abort', this, { once: true })
+    }
+  }
+
+  /** The caller's signal aborted (EventListener object: no closure per call). */
+  handleEvent(): void {
+    this.abort(this.#signal?.reason)
+  }
+
+  /** Called by undici's `fetch`/`request` with this object as their dispatcher. */
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const h = handler as { onError?(e: unknown): void }
+    if (this.aborted) {
+      h.onError?.(this.reason)
+      return false
+    }
+    return this.#dispatcher.dispatchOwned(opts, handler as never, this)
+  }
+
+  attach(tracked: Tracked): void {
+    this.#tracked.push(tracked)
+  }
+
+  detach(tracked: Tracked): void {
+    const list = this.#tracked
+    const index = list.indexOf(tracked)
+    if (index !== -1) list.splice(index, 1)
+    if (this.#returned && list.length === 0) this.settle()
+  }
+
+  /** The call's promise settled; listeners go once no dispatch of it is left running. */
+  returned(): void {
+    this.#returned = true
+    if (this.#tracked.length === 0) this.settle()
+  }
+
+  /** The error the caller sees: the abort reason if we aborted, our own coded error unwrapped from fetch's TypeError. */
+  failed(error: unknown): unknown {
+    this.returned()
+    if (this.aborted) return this.reason
+    const cause = (error as { cause?: unknown } | null)?.cause
+    if (error instanceof TypeError && cause instanceof ClientQueueFullError) return cause
+    return error
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted || this.#settled) return
+    this.aborted = true
+    this.reason = reason
+    this.controller?.abort(reason)
+    for (const tracked of [...this.#tracked]) tracked.abort(reason)
+    this.settle()
+  }
+
+  settle(): void {
+    if (this.#settled) return
+    this.#settled = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#disposeScope?.()
+    this.#signal?.removeEventListener('abort', this)
+  }
+}
+
+function callTimeout(value: unknown, fallback: number | false): number | false {
+  if (value === undefined) return fallback
+  if (value === false || (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= 2_147_483_647)) return value
+  throw invalid('timeout', 'a positive integer or `false`', value)
+}
+
+function callScope(value: unknown): RequestScope | undefined {
+  if (value === undefined) return storage.getStore()
+  return value === false ? undefined : (value as RequestScope)
+}
+
+/**
+ * A bounded outgoing HTTP client on undici: a capped number of connections per origin, a capped queue
+ * for calls waiting for one, connect/headers/body timeouts, and calls that carry the current request's
+ * signal and remaining deadline. Create one per upstream service (or one per app) at startup.
+ */
+export class HttpClient {
+  readonly options: Readonly<ResolvedHttpClientOptions>
+  #dispatcher: BoundedDispatcher
+  #timeout: number | false
+  #closing: Promise<void> | undefined = undefined
+  #destroying: Promise<void> | undefined = undefined
+  #unregister: (() => void) | undefined = undefined
+  #restoreGlobal: (() => void) | undefined = undefined
+
+  constructor(options?: HttpClientOptions) {
+    const resolved = resolveHttpClientOptions(options)
+    this.options = Object.freeze(resolved)
+    this.#timeout = resolved.timeout
+    this.#dispatcher = new BoundedDispatcher(resolved)
+    if (resolved.guard !== undefined) this.#unregister = resolved.guard.register(this)
+  }
+
+  /**
+   * The bounded undici dispatcher, for undici APIs this client does not wrap (`stream`, `pipeline`,
+   * `undici.fetch(url, { dispatcher })`). Its calls are bounded and tied to the current request scope,
+   * but get no per-call timeout.
+   */
+  get dispatcher(): Dispatcher {
+    return this.#dispatcher
+  }
+
+  /**
+   * WHATWG `fetch` through the bounded pool. Inside a request it is aborted when the request times out,
+   * its client disconnects, the server shuts down, or the request ends with the body still unread; it
+   * then rejects (or its body errors) with the request's reason (`LG_ERR_TIMEOUT`,
+   * `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). `init.signal` is honoured too.
+   * A full queue rejects with `LG_ERR_CLIENT_QUEUE_FULL`, the client's own timeout with
+   * `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError` with undici's error as `cause`.
+   */
+  fetch(input: RequestInfo, init?: HttpClientFetchInit): Promise<Response> {
+    let call: Call
+    let fetchInit: RequestInit
+    try {
+      const scope = callScope(init?.scope)
+      const timeout = callTimeout(init?.timeout, this.#timeout)
+      const signal = init?.signal ?? (typeof input === 'object' && input !== null && 'signal' in input ? (input.signal as AbortSignal) : undefined)
+      if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
+      if (signal?.aborted) return Promise.reject(signal.reason)
+      call = new Call(this.#dispatcher, true)
+      call.start(scope, timeout, signal ?? undefined)
+      fetchInit = { ...init, signal: call.controller!.signal, dispatcher: call as unknown as Dispatcher }
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    let promise: Promise<Response>
+    try {
+      promise = undiciFetch(input, fetchInit)
+    } catch (error) {
+      return Promise.reject(call.failed(error))
+    }
+    return promise.then(
+      (response) => {
+        call.returned()
+        return response
+      },
+      (error: unknown) => {
+        throw call.failed(error)
+      },
+    )
+  }
+
+  /**
+   * undici's `request()` through the bounded pool, with the same scope, signal and timeout handling as
+   * `fetch`. Always consume or cancel `body`; one still unread when the request ends is destroyed so
+   * its connection is freed.
+   */
+  request(url: string | URL, options?: HttpClientRequestOptions): Promise<HttpClientResponseData> {
+    let call: Call
+    let opts: Record<string, unknown>
+    try {
+      const scope = callScope(options?.scope)
+      const timeout = callTimeout(options?.timeout, this.#timeout)
+      const signal = (options?.signal ?? undefined) as AbortSignal | undefined
+      if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
+      if (signal?.aborted) return Promise.reject(signal.reason)
+      call = new Call(this.#dispatcher, false)
+      call.start(scope, timeout, signal)
+      // The call aborts undici's request itself (no AbortSignal needed), so the caller's signal is not passed on.
+      opts = { ...options, signal: undefined, timeout: undefined, scope: undefined, dispatcher: call }
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    let promise: Promise<HttpClientResponseData>
+    try {
+      promise = undiciRequest(url, opts as never) as Promise<HttpClientResponseData>
+    } catch (error) {
+      return Promise.reject(call.failed(error))
+    }
+    return promise.then(
+      (data) => {
+        call.returned()
+        return data
+      },
+      (error: unknown) => {
+        throw call.failed(error)
+      },
+    )
+  }
+
+  /**
+   * Makes Node's global `fetch` (and undici's default dispatcher) use this client's bounded pool:
+   * connection and queue limits apply, and calls made inside a request are aborted with it (the global
+   * `fetch` then rejects with `TypeError('fetch failed')` whose `cause` is the reason). The client's own
+   * `timeout` does not apply there. Returns a function that restores the previous dispatcher; `close()`
+   * restores it too.
+   */
+  installGlobal(): () => void {
+    if (this.#restoreGlobal !== undefined) return this.#restoreGlobal
+    if (this.#closing !== undefined || this.#destroying !== undefined) throw new Error('installGlobal() called on a closed HTTP client')
+    const previous = getGlobalDispatcher()
+    setGlobalDispatcher(this.#dispatcher)
+    const restore = (): void => {
+      if (this.#restoreGlobal !== restore) return
+      this.#restoreGlobal = undefined
+      if (getGlobalDispatcher() === this.#dispatcher) setGlobalDispatcher(previous)
+    }
+    this.#restoreGlobal = restore
+    return restore
+  }
+
+  /** Undoes `installGlobal()`. Safe to call when not installed. */
+  uninstallGlobal(): void {
+    this.#restoreGlobal?.()
+  }
+
+  /** Counts per origin: open connections, busy, queued, aborted and rejected calls. */
+  stats(): Record<string, OriginStats> {
+    const pools = this.#dispatcher.agent.stats as Record<string, { connected: number; running: number }>
+    const result: Record<string, OriginStats> = {}
+    for (const [origin, state] of this.#dispatcher.origins()) {
+      const pool = pools[origin]
+      const busy = pool?.running ?? 0
+      result[origin] = {
+        open: pool?.connected ?? 0,
+        busy,
+        queued: Math.max(0, state.inFlight - busy),
+        aborted: state.aborted,
+        rejected: state.rejected,
+      }
+    }
+    return result
+  }
+
+  /** True once `close()` or `destroy()` was called. */
+  get closed(): boolean {
+    return this.#closing !== undefined || this.#destroying !== undefined
+  }
+
+  /**
+   * Stops taking calls, lets the running and queued ones finish, then closes every connection. Calls
+   * made afterwards fail with undici's `ClientClosedError`. Idempotent; the guard calls it at shutdown.
+   */
+  close(): Promise<void> {
+    if (this.#destroying !== undefined) return this.#destroying
+    if (this.#closing === undefined) {
+      this.#release()
+      this.#closing = this.#dispatcher.close()
+    }
+    return this.#closing
+  }
+
+  /** Aborts every running and queued call with `error` and closes every connection at once. Idempotent. */
+  destroy(error?: Error): Promise<void> {
+    if (this.#destroying === undefined) {
+      this.#release()
+      this.#destroying = this.#dispatcher.destroy(error ?? null)
+    }
+    return this.#destroying
+  }
+
+  #release(): void {
+    this.uninstallGlobal()
+    this.#unregister?.()
+    this.#unregister = undefined
+  }
+}
+
+/**
+ * Creates a bounded outgoing HTTP client. Throws `LG_ERR_INVALID_OPTION` for any invalid option.
+ *
+ * @example
+ * const upstream = createHttpClient({ connections: 16, maxQueue: 64, timeout: 2_000, guard: app.leakGuard })
+ * app.get('/users/:id', async (req, res) => {
+ *   const r = await upstream.fetch(`http://users.internal/users/${req.params.id}`) // aborted with the request
+ *   res.json(await r.json())
+ * })
+ */
+export function createHttpClient(options?: HttpClientOptions): HttpClient {
+  return new HttpClient(options)
+}

@@ -1,0 +1,113 @@
+import { checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import type { Closeable } from '../scope/guard.js'
+
+/** Something that closes registered resources at shutdown: a `Guard`. */
+export interface ClientOwner {
+  register(resource: Closeable): () => void
+}
+
+export interface HttpClientOptions {
+  /**
+   * Most connections (sockets) open at once to one origin. Calls beyond it wait for a free connection.
+   * @default 32
+   */
+  connections?: number
+  /**
+   * Most calls per origin that may wait for a connection once all `connections` are busy. The next call
+   * fails at once with `LG_ERR_CLIENT_QUEUE_FULL` (503). `0` means "never wait"; `false` removes the
+   * bound (not recommended: incident 3).
+   * @default 256
+   */
+  maxQueue?: number | false
+  /**
+   * Deadline of a whole call (connect, headers and body) made with `client.fetch()`/`client.request()`,
+   * in milliseconds; it fails with `LG_ERR_CLIENT_TIMEOUT` (504). Inside a request scope the call is also
+   * bounded by the request's remaining time and then fails with the request's own `TimeoutError`.
+   * `false` for none. Override per call with `{ timeout }`.
+   * @default 30000
+   */
+  timeout?: number | false
+  /**
+   * How long an idle connection is kept for reuse, in milliseconds. Keep it below the upstream's idle
+   * timeout (Node's default is 5 s) so the client never reuses a socket the upstream is closing. A
+   * shorter `Keep-Alive: timeout` hint from the upstream wins.
+   * @default 4000
+   */
+  keepAliveTimeout?: number
+  /**
+   * Deadline to establish a connection (TCP and TLS), in milliseconds.
+   * @default 10000
+   */
+  connectTimeout?: number
+  /**
+   * Deadline for the response headers once the request was sent, in milliseconds.
+   * @default 30000
+   */
+  headersTimeout?: number
+  /**
+   * Longest pause between two chunks of the response body, in milliseconds.
+   * @default 30000
+   */
+  bodyTimeout?: number
+  /**
+   * Socket and TLS options for new connections (`ca`, `cert`, `rejectUnauthorized`, `servername`, ...),
+   * handed to undici's connector. `timeout` in here is ignored: use `connectTimeout`.
+   * @default undefined
+   */
+  connect?: Record<string, unknown>
+  /**
+   * A guard (`createGuard()`, `middleware.guard`, `fastify.leakGuard`): the client registers with it so
+   * shutdown closes it.
+   * @default undefined
+   */
+  guard?: ClientOwner
+}
+
+export interface ResolvedHttpClientOptions {
+  connections: number
+  maxQueue: number | false
+  timeout: number | false
+  keepAliveTimeout: number
+  connectTimeout: number
+  headersTimeout: number
+  bodyTimeout: number
+  connect: Record<string, unknown> | undefined
+  guard: ClientOwner | undefined
+}
+
+const clientKeys = [
+  'connections',
+  'maxQueue',
+  'timeout',
+  'keepAliveTimeout',
+  'connectTimeout',
+  'headersTimeout',
+  'bodyTimeout',
+  'connect',
+  'guard',
+] as const
+
+const MAX_TIMER = 2_147_483_647
+
+export function resolveHttpClientOptions(options?: HttpClientOptions): ResolvedHttpClientOptions {
+  const o = checkKeys('createHttpClient()', options, clientKeys)
+  const connect = o.connect
+  if (connect !== undefined && (connect === null || typeof connect !== 'object' || Array.isArray(connect))) {
+    throw invalid('connect', 'an object of socket/TLS options', connect)
+  }
+  const guard = o.guard
+  if (guard !== undefined && (guard === null || typeof guard !== 'object' || typeof (guard as ClientOwner).register !== 'function')) {
+    throw invalid('guard', 'a guard (an object with `register()`)', guard)
+  }
+  return {
+    connections: integer('connections', o.connections, 32, 1, 65_535),
+    maxQueue: integerOrFalse('maxQueue', o.maxQueue, 256, 0),
+    timeout: integerOrFalse('timeout', o.timeout, 30_000, 1, MAX_TIMER),
+    keepAliveTimeout: integer('keepAliveTimeout', o.keepAliveTimeout, 4_000, 1, MAX_TIMER),
+    connectTimeout: integer('connectTimeout', o.connectTimeout, 10_000, 1, MAX_TIMER),
+    headersTimeout: integer('headersTimeout', o.headersTimeout, 30_000, 1, MAX_TIMER),
+    bodyTimeout: integer('bodyTimeout', o.bodyTimeout, 30_000, 1, MAX_TIMER),
+    connect: connect as Record<string, unknown> | undefined,
+    guard: guard as ClientOwner | undefined,
+  }
+}
