@@ -6,6 +6,12 @@ export {
   ClientClosedError,
   ShutdownError,
   RequestEndedError,
+  PoolFullError,
+  PoolQueueTimeoutError,
+  PoolClosedError,
+  WorkerError,
+  WorkerExitError,
+  WorkerResourceLimitsError,
   errorCodes,
   isLeakGuardError,
 } from './errors.js'
@@ -19,6 +25,12 @@ export { currentScope, currentSignal, bindRequestEvents } from './scope/context.
 
 export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
+
+export { Dispatcher, createDispatcher } from './dispatch/dispatcher.js'
+export type { DispatcherOptions, DispatchedWork } from './dispatch/dispatcher.js'
+export { ThreadPool, createThreadPool } from './dispatch/thread-pool.js'
+export type { ThreadPoolOptions, ThreadRunOptions } from './dispatch/thread-pool.js'
+export type { AdmissionOptions, RunOptions, PoolStats } from './dispatch/admission.js'
 
 export { takeSnapshot, formatSnapshot } from './observe/snapshot.js'
 export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snapshot.js'
