@@ -12,6 +12,7 @@ import {
   ShutdownError,
   TimeoutError,
   createGuard,
+  logLeak,
   validateRouteTimeout,
   type Guard,
   type GuardOptions,
@@ -79,6 +80,8 @@ const plugin: FastifyPluginCallback<GuardOptions> = function leakGuardPlugin(fas
     return
   }
   const body = guard.customTimeoutBody
+  // Leaks are logged through Fastify's own logger unless a `logger` option took that job.
+  if (guard.options.logger === undefined) guard.on('leak', (event) => logLeak(fastify.log, event))
 
   // Aborts that land outside the handler (while the body is read, in a slow preHandler) are answered
   // through reply.send(), i.e. Fastify's error handler; Fastify skips the handler once the reply is sent.
