@@ -1,0 +1,237 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2Session } from 'node:http2'
+import type { Socket } from 'node:net'
+import { Server as TlsServer } from 'node:tls'
+import type { AnyServer } from './harden.js'
+
+/** Node's own fields on a server socket: the response being written on it (cleared when it finishes). */
+interface HttpSocket extends Socket {
+  _httpMessage?: ServerResponse | null
+  alpnProtocol?: string | false | null
+}
+
+type RequestListener = (...args: unknown[]) => void
+
+const rejectBody = '{"statusCode":503,"code":"LG_ERR_SHUTDOWN","error":"Service Unavailable","message":"Server is shutting down"}'
+
+/** Counters one drain reports back to its shutdown. */
+export interface DrainCounters {
+  /** In-flight responses that finished. */
+  finished: number
+  /** Requests answered 503 because they arrived during the drain. */
+  rejected: number
+  /** Sockets and HTTP/2 sessions destroyed by `force()`. */
+  forced: number
+}
+
+/**
+ * Tracks the connections of one server from the moment it is created (one `'close'` listener per
+ * connection, nothing per request), and drains them on shutdown:
+ * - requests that arrive during the drain are answered 503 + `Connection: close` before the app sees them;
+ * - in-flight HTTP/1 responses get `Connection: close`, and their socket closes once they finish;
+ * - idle HTTP/1 sockets close at once (no waiting for `keepAliveTimeout`);
+ * - HTTP/2 sessions get GOAWAY (`session.close()`), which lets open streams finish;
+ * - `force()` destroys whatever is left.
+ *
+ * It finds the in-flight response of a socket through `socket._httpMessage`, the field Node's http
+ * server sets while a response is assigned to the socket and clears when it finishes (stable since
+ * Node 0.x; http-terminator and others rely on it too).
+ */
+export class ServerDrain {
+  readonly server: AnyServer
+  readonly counters: DrainCounters = { finished: 0, rejected: 0, forced: 0 }
+
+  #sockets = new Set<HttpSocket>()
+  #raw: Set<Socket> | undefined
+  #sessions = new Set<Http2Session>()
+  #tls: boolean
+  /** A cleartext `http2.createServer()`: every socket carries an HTTP/2 session. */
+  #h2Only: boolean
+  #draining = false
+  #saved: RequestListener[] | undefined
+  #closeSeen = false
+  #waitClose = false
+  #done: (() => void) | undefined
+  #finished: Promise<void>
+  #countFinish = true
+
+  constructor(server: AnyServer) {
+    this.server = server
+    this.#tls = server instanceof TlsServer
+    this.#h2Only = !this.#tls && typeof (server as { updateSettings?: unknown }).updateSettings === 'function'
+    if (this.#tls) {
+      this.#raw = new Set()
+      server.on('connection', this.#onRaw)
+      server.on('secureConnection', this.#onSocket)
+    } else {
+      server.on('connection', this.#onSocket)
+    }
+    server.on('session', this.#onSession)
+    server.on('close', this.#onServerClose)
+    this.#finished = new Promise((resolve) => {
+      this.#done = resolve
+    })
+  }
+
+  /** Open connections (HTTP/1 sockets and HTTP/2 sessions) known to the drain. */
+  get connections(): number {
+    return this.#sockets.size + this.#sessions.size
+  }
+
+  /** Resolves once every connection is closed (and the server, if it was listening). */
+  get finished(): Promise<void> {
+    return this.#finished
+  }
+
+  /** From now on, finishing responses no longer count as drained (the grace period ran out). */
+  stopCounting(): void {
+    this.#countFinish = false
+  }
+
+  /**
+   * Starts the drain. `closeServer: false` leaves `server.close()` to someone else (Fastify's
+   * `close()`); the drain then finishes when the connections it tracks are closed.
+   */
+  begin(closeServer: boolean): void {
+    if (this.#draining) return
+    this.#draining = true
+    const server = this.server
+    this.#saved = server.listeners('request') as RequestListener[]
+    server.removeAllListeners('request')
+    server.on('request', this.#reject)
+    // Wait for the server's 'close' only when we close it ourselves: it also covers connections opened
+    // before the drain existed. When someone else closes it (Fastify), the tracked connections suffice.
+    this.#waitClose = closeServer && server.listening
+    if (this.#waitClose) server.close()
+    for (const session of this.#sessions) this.#goaway(session)
+    for (const socket of this.#sockets) this.#settle(socket)
+    // Sockets accepted before the drain was created are unknown to us; Node knows the idle ones.
+    ;(server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
+    this.#check()
+  }
+
+  /** Destroys every remaining connection. */
+  force(): void {
+    for (const session of this.#sessions) {
+      if (!session.destroyed) {
+        this.counters.forced++
+        session.destroy()
+      }
+    }
+    for (const socket of this.#sockets) {
+      if (!socket.destroyed) {
+        this.counters.forced++
+        socket.destroy()
+      }
+    }
+    if (this.#raw !== undefined) {
+      for (const socket of this.#raw) {
+        if (!socket.destroyed) socket.destroy()
+      }
+    }
+    ;(this.server as { closeAllConnections?: () => void }).closeAllConnections?.()
+  }
+
+  /** Removes every listener the drain added and gives the app its request listeners back. */
+  dispose(): void {
+    const server = this.server
+    server.removeListener('connection', this.#onRaw)
+    server.removeListener('connection', this.#onSocket)
+    server.removeListener('secureConnection', this.#onSocket)
+    server.removeListener('session', this.#onSession)
+    server.removeListener('close', this.#onServerClose)
+    for (const socket of this.#sockets) socket.removeListener('close', this.#onSocketClose)
+    if (this.#raw !== undefined) for (const socket of this.#raw) socket.removeListener('close', this.#onRawClose)
+    for (const session of this.#sessions) session.removeListener('close', this.#onSessionClose)
+    if (this.#saved !== undefined) {
+      server.removeListener('request', this.#reject)
+      for (const listener of this.#saved) server.on('request', listener)
+      this.#saved = undefined
+    }
+    this.#sockets.clear()
+    this.#raw?.clear()
+    this.#sessions.clear()
+  }
+
+  #onRaw = (socket: Socket): void => {
+    this.#raw!.add(socket)
+    socket.once('close', this.#onRawClose)
+  }
+
+  #onRawClose = (): void => {
+    for (const socket of this.#raw!) if (socket.destroyed) this.#raw!.delete(socket)
+  }
+
+  #onSocket = (socket: HttpSocket): void => {
+    this.#sockets.add(socket)
+    socket.once('close', this.#onSocketClose)
+    // A connection that completes its handshake during the drain: nothing to serve on it.
+    if (this.#draining) this.#settle(socket)
+  }
+
+  #onSocketClose = (): void => {
+    for (const socket of this.#sockets) if (socket.destroyed) this.#sockets.delete(socket)
+    this.#check()
+  }
+
+  #onSession = (session: Http2Session): void => {
+    this.#sessions.add(session)
+    session.once('close', this.#onSessionClose)
+    if (this.#draining) this.#goaway(session)
+  }
+
+  #onSessionClose = (): void => {
+    for (const session of this.#sessions) if (session.destroyed || session.closed) this.#sessions.delete(session)
+    this.#check()
+  }
+
+  #onServerClose = (): void => {
+    this.#closeSeen = true
+    this.#check()
+  }
+
+  #goaway(session: Http2Session): void {
+    if (!session.closed && !session.destroyed) session.close()
+  }
+
+  /** An HTTP/1 socket at drain time: close it if idle, else close it after its response. */
+  #settle(socket: HttpSocket): void {
+    if (socket.destroyed || this.#h2Only || isH2(socket)) return
+    const res = socket._httpMessage
+    if (res === undefined || res === null) {
+      socket.destroy()
+      return
+    }
+    if (!res.headersSent) res.setHeader('Connection', 'close')
+    res.once('finish', () => {
+      if (this.#countFinish) this.counters.finished++
+      // Node's own 'finish' listener ran first: it assigned the next pipelined response, if any, or
+      // already ended the socket because of `Connection: close`.
+      if (socket.destroyed) return
+      if (socket._httpMessage !== undefined && socket._httpMessage !== null) this.#settle(socket)
+      else if (socket.writable) socket.destroySoon()
+    })
+  }
+
+  #reject = (req: IncomingMessage, res: ServerResponse): void => {
+    this.counters.rejected++
+    res.statusCode = 503
+    if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close')
+    res.setHeader('Retry-After', '1')
+    res.setHeader('Content-Type', 'application/json; charset=utf-8')
+    res.setHeader('Content-Length', Buffer.byteLength(rejectBody))
+    res.end(rejectBody)
+  }
+
+  #check(): void {
+    if (!this.#draining || this.#done === undefined) return
+    if (this.#waitClose ? !this.#closeSeen : this.#sockets.size + this.#sessions.size > 0) return
+    const done = this.#done
+    this.#done = undefined
+    done()
+  }
+}
+
+function isH2(socket: HttpSocket): boolean {
+  return socket.alpnProtocol === 'h2'
+}
