@@ -1,0 +1,84 @@
+// Child process that runs one demo app: `node server-process.mjs <framework> <unguarded|guarded> <json>`.
+// It listens on 127.0.0.1, reports its port over IPC, answers `stats` requests, and shuts down on SIGTERM
+// the way its side does: unguarded with the usual hand-written `server.close()`, guarded with leak-guard.
+import { core, pieces } from './pieces.mjs'
+import { createServices } from '../apps/services.mjs'
+
+const [framework, side, json] = process.argv.slice(2)
+const { upstream, profile } = JSON.parse(json)
+const guarded = side === 'guarded'
+
+const services = createServices({ guarded, upstream, profile })
+const { build } = await import(`../apps/${framework}.mjs`)
+const guardOptions = process.env.LEAK_GUARD_DEMO_DEBUG ? { ...profile.guard, captureStacks: true } : profile.guard
+const app = await build({ guarded, services, guardOptions })
+const { server, guard } = app
+
+const leaks = []
+const uses = { ...services.uses }
+if (guard) {
+  guard.on('leak', (event) => {
+    leaks.push({ kind: event.kind, url: event.url, reason: event.reason })
+    if (process.env.LEAK_GUARD_DEMO_DEBUG) console.error('leak', event)
+  })
+  services.attach(guard)
+  if (pieces.hardenServer) {
+    core.hardenServer(server, profile.harden)
+    uses.server = 'hardenServer'
+  } else {
+    // Node's own settings, which hardenServer applies, until it is in the build.
+    server.headersTimeout = profile.harden.headersTimeout
+    server.requestTimeout = profile.harden.requestTimeout
+    server.keepAliveTimeout = profile.harden.keepAliveTimeout
+    server.connectionsCheckingInterval = profile.harden.connectionsCheckingInterval
+    uses.server = 'Node server settings'
+  }
+}
+// The same connection budget on both sides: it stands in for the file-descriptor limit.
+server.maxConnections = profile.connectionBudget
+
+const port = await app.listen()
+
+let stopping
+if (guard && pieces.createShutdown) {
+  const shutdown = core.createShutdown(server, { guard, gracePeriod: profile.shutdown.grace, forceAfter: profile.shutdown.hardDeadline })
+  uses.shutdown = 'createShutdown'
+  stopping = () => shutdown.close()
+} else if (guard) {
+  uses.shutdown = 'guard.beginShutdown + abortAll'
+  stopping = () =>
+    new Promise((resolve) => {
+      guard.beginShutdown()
+      const grace = setTimeout(() => guard.abortAll(), profile.shutdown.grace)
+      const force = setTimeout(() => server.closeAllConnections(), profile.shutdown.hardDeadline)
+      server.close(() => {
+        clearTimeout(grace)
+        clearTimeout(force)
+        resolve()
+      })
+      server.closeIdleConnections()
+    })
+} else {
+  // The common hand-written "graceful" shutdown: stop accepting, wait for the server to close.
+  stopping = () => app.close()
+}
+
+process.once('SIGTERM', async () => {
+  await stopping()
+  await services.close()
+  process.exit(0)
+})
+
+process.on('message', (message) => {
+  if (message?.type === 'stats') {
+    process.send({ id: message.id, stats: guard?.stats(), leaks: leaks.length, leakKinds: tally(leaks.map((l) => l.kind)) })
+  }
+})
+
+function tally(values) {
+  const counts = {}
+  for (const v of values) counts[v] = (counts[v] ?? 0) + 1
+  return counts
+}
+
+process.send({ type: 'ready', port, uses })
