@@ -255,8 +255,9 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
         registers: [],
         aggregator: 'max',
         collect() {
-          this.reset()
+          // Values cover the time since the previous scrape; a scrape right after another keeps them.
           if (histogram.count > 0) {
+            this.reset()
             const s = (ns: number): number => ns / 1e9
             this.set({ stat: 'min' }, s(histogram.min))
             this.set({ stat: 'mean' }, s(histogram.mean))

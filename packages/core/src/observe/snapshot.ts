@@ -5,19 +5,19 @@ import type { RequestScope } from '../scope/request-scope.js'
 export interface TaskSnapshot {
   kind: 'spawn' | 'request'
   /** What it is, for outgoing calls: `GET http://host/path`. */
-  label: string | undefined
+  label: string | null
   /** Milliseconds since it started. */
   age: number
   /** Where it started, when `captureStacks` is on. */
-  stack: string | undefined
+  stack: string | null
 }
 
-/** One in-flight request, as `guard.snapshot()` sees it. */
+/** One in-flight request, as `guard.snapshot()` sees it. Absent values are `null`, so the JSON form is complete. */
 export interface ScopeSnapshot {
   id: number
   method: string
   url: string
-  route: string | undefined
+  route: string | null
   /** Milliseconds since the guard saw the request. */
   age: number
   /** Milliseconds left before its deadline, `null` when it has none. */
@@ -25,7 +25,7 @@ export interface ScopeSnapshot {
   /** `running`, or `aborted-draining` once aborted (timeout, client gone, shutdown) but not yet closed. */
   state: 'running' | 'aborted-draining'
   /** Code of the abort reason, once aborted. */
-  reason: string | undefined
+  reason: string | null
   tasks: TaskSnapshot[]
 }
 
@@ -55,16 +55,16 @@ export function takeSnapshot(guard: SnapshotSource, exclude?: RequestScope): Gua
       id: scope.id,
       method: scope.method,
       url: scope.url,
-      route: scope.route,
+      route: scope.route ?? null,
       age: round(scope.age()),
       remaining: remaining === Infinity ? null : round(remaining),
       state: scope.state === 'running' ? 'running' : 'aborted-draining',
-      reason: scope.aborted ? scope.reason?.code : undefined,
+      reason: scope.reason?.code ?? null,
       tasks: scope.tasks().map((task) => ({
         kind: task.kind ?? 'spawn',
-        label: task.label,
+        label: task.label ?? null,
         age: round(now - task.startedAt),
-        stack: task.stack,
+        stack: task.stack ?? null,
       })),
     })
   }
@@ -86,7 +86,7 @@ export function formatSnapshot(snapshot: GuardSnapshot): string {
   const out: string[] = [`leak-guard dump at ${snapshot.time}: ${snapshot.inFlight} request(s) in flight${snapshot.closing ? ', shutting down' : ''}`]
   const groups = new Map<string, ScopeSnapshot[]>()
   for (const scope of snapshot.scopes) {
-    const key = `${scope.method} ${scope.route ?? '(no route)'} [${scope.state}${scope.reason === undefined ? '' : `, ${scope.reason}`}]`
+    const key = `${scope.method} ${scope.route ?? '(no route)'} [${scope.state}${scope.reason === null ? '' : `, ${scope.reason}`}]`
     let list = groups.get(key)
     if (list === undefined) groups.set(key, (list = []))
     list.push(scope)
@@ -98,8 +98,8 @@ export function formatSnapshot(snapshot: GuardSnapshot): string {
       const deadline = s.remaining === null ? 'no deadline' : `${Math.round(s.remaining)} ms left`
       out.push(`  request ${s.id} [${Math.round(s.age)} ms, ${deadline}, ${s.tasks.length} task(s)]: ${s.method} ${s.url}`)
       for (const t of s.tasks) {
-        out.push(`    ${t.kind}${t.label === undefined ? '' : ` ${t.label}`} [${Math.round(t.age)} ms]`)
-        if (t.stack !== undefined) out.push(indent(t.stack, '        '))
+        out.push(`    ${t.kind}${t.label === null ? '' : ` ${t.label}`} [${Math.round(t.age)} ms]`)
+        if (t.stack !== null) out.push(indent(t.stack, '        '))
       }
     }
   }
