@@ -54,6 +54,7 @@ export class ServerDrain {
   #done: (() => void) | undefined
   #finished: Promise<void>
   #countFinish = true
+  #rejected = new WeakSet<ServerResponse>()
 
   constructor(server: AnyServer) {
     this.server = server
@@ -204,7 +205,7 @@ export class ServerDrain {
     }
     if (!res.headersSent) res.setHeader('Connection', 'close')
     res.once('finish', () => {
-      if (this.#countFinish) this.counters.finished++
+      if (this.#countFinish && !this.#rejected.has(res)) this.counters.finished++
       // Node's own 'finish' listener ran first: it assigned the next pipelined response, if any, or
       // already ended the socket because of `Connection: close`.
       if (socket.destroyed) return
@@ -215,6 +216,7 @@ export class ServerDrain {
 
   #reject = (req: IncomingMessage, res: ServerResponse): void => {
     this.counters.rejected++
+    this.#rejected.add(res)
     res.statusCode = 503
     if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close')
     res.setHeader('Retry-After', '1')
