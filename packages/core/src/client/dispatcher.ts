@@ -20,6 +20,7 @@ export interface DispatchOwner {
 }
 
 export interface Tracked {
+  countAbort(): void
   abort(reason: unknown): void
 }
 
@@ -73,6 +74,7 @@ abstract class TrackedBase implements Tracked {
   protected done = false
   protected early: unknown = undefined
   protected hasEarly = false
+  #counted = false
   #state: OriginState
   #owner: DispatchOwner | undefined
   #disposeScope: (() => void) | undefined = undefined
@@ -88,9 +90,16 @@ abstract class TrackedBase implements Tracked {
     this.#disposeScope = dispose
   }
 
+  /** Counts this dispatch as aborted by leak-guard (once), before whatever aborts it runs. */
+  countAbort(): void {
+    if (this.done || this.#counted) return
+    this.#counted = true
+    this.#state.aborted++
+  }
+
   abort(reason: unknown): void {
     if (this.done) return
-    this.#state.aborted++
+    this.countAbort()
     if (this.abortConnected(reason)) return
     this.hasEarly = true
     this.early = reason

@@ -144,8 +144,11 @@ class Call implements DispatchOwner {
     if (this.aborted || this.#settled) return
     this.aborted = true
     this.reason = reason
+    const tracked = [...this.#tracked]
+    for (const t of tracked) t.countAbort()
+    // fetch first, so it rejects with `reason` itself; its abort usually finishes the dispatches too.
     this.controller?.abort(reason)
-    for (const tracked of [...this.#tracked]) tracked.abort(reason)
+    for (const t of tracked) t.abort(reason)
     this.settle()
   }
 

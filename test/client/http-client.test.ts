@@ -1,0 +1,465 @@
+import { expect } from 'chai'
+import { getEventListeners } from 'node:events'
+import * as http from 'node:http'
+import { performance } from 'node:perf_hooks'
+import express from 'express'
+import Fastify from 'fastify'
+import { getGlobalDispatcher } from 'undici'
+import { createGuard, createHttpClient, isLeakGuardError, type HttpClient } from '@leak-guard/core'
+import { leakGuard } from '@leak-guard/express'
+import fastifyLeakGuard from '@leak-guard/fastify'
+import { Upstream, delay, listen, waitFor } from './upstream.js'
+
+type Route = (req: express.Request, res: express.Response) => Promise<void>
+
+describe('createHttpClient()', function () {
+  this.timeout(20_000)
+
+  let upstream: Upstream
+  let client: HttpClient | undefined
+  let inbound: http.Server | undefined
+  let inboundAgent: http.Agent | undefined
+
+  beforeEach(async () => {
+    upstream = await new Upstream().listen()
+  })
+
+  afterEach(async () => {
+    await client?.destroy()
+    client = undefined
+    inboundAgent?.destroy()
+    inboundAgent = undefined
+    if (inbound !== undefined) {
+      inbound.closeAllConnections()
+      await new Promise((resolve) => inbound!.close(resolve))
+      inbound = undefined
+    }
+    await upstream.close()
+  })
+
+  /** An Express app guarded by leak-guard with one route, on a real socket. */
+  async function serve(route: Route, timeout: number | false = 5_000): Promise<number> {
+    const app = express()
+    app.use(leakGuard({ timeout }))
+    app.get('/', (req, res, next) => {
+      route(req, res).catch(next)
+    })
+    inbound = http.createServer(app)
+    return listen(inbound)
+  }
+
+  function get(port: number, agent?: http.Agent): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (chunk: string) => (body += chunk))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        })
+        .on('error', reject)
+    })
+  }
+
+  /** An upstream that sends headers, then a chunk every 10 ms, forever. */
+  function streamForever(): void {
+    upstream.handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      const timer = setInterval(() => res.write('x'.repeat(16)), 10)
+      res.on('close', () => clearInterval(timer))
+    }
+  }
+
+  describe('with invalid options', () => {
+    const cases: Array<[string, unknown]> = [
+      ['connections', 0],
+      ['connections', 1.5],
+      ['maxQueue', -1],
+      ['maxQueue', '10'],
+      ['timeout', 0],
+      ['keepAliveTimeout', false],
+      ['connectTimeout', -5],
+      ['headersTimeout', 'soon'],
+      ['bodyTimeout', Infinity],
+      ['connect', 'tls'],
+      ['guard', {}],
+      ['conections', 4],
+    ]
+    for (const [option, value] of cases) {
+      it(`throws LG_ERR_INVALID_OPTION for ${option}: ${String(value)}`, () => {
+        expect(() => createHttpClient({ [option]: value } as never))
+          .to.throw()
+          .with.property('code', 'LG_ERR_INVALID_OPTION')
+      })
+    }
+
+    it('accepts maxQueue 0 and false, and timeout false', () => {
+      for (const options of [{ maxQueue: 0 }, { maxQueue: false as const }, { timeout: false as const }]) {
+        client = createHttpClient(options)
+        void client.destroy()
+      }
+    })
+  })
+
+  describe('when the client of the inbound request disconnects', () => {
+    for (const api of ['fetch', 'request'] as const) {
+      it(`closes the upstream request within 50 ms and reads nothing more (${api})`, async () => {
+        streamForever()
+        client = createHttpClient({ connections: 2 })
+        const c = client
+        let chunksAfterAbort = 0
+        let abortedAt = 0
+        let scopeAborted = false
+        let error: unknown
+        // Warm up undici and this path first: the bound below is about the abort, not first-call compilation.
+        await (await c.fetch(`${upstream.url}/warm`, { scope: false })).body?.cancel()
+        const port = await serve(async (req) => {
+          req.scope.onAbort(() => (scopeAborted = true))
+          try {
+            if (api === 'fetch') {
+              const response = await c.fetch(upstream.url)
+              for await (const _chunk of response.body!) if (scopeAborted) chunksAfterAbort++
+            } else {
+              const { body } = await c.request(upstream.url)
+              for await (const _chunk of body) if (scopeAborted) chunksAfterAbort++
+            }
+          } catch (e) {
+            error = e
+            expect(req.scope.aborted).to.equal(true)
+          }
+        })
+        const inboundReq = http.get({ host: '127.0.0.1', port, path: '/' })
+        inboundReq.on('error', () => {})
+        const seen = upstream.requests
+        await waitFor(() => upstream.requests > seen)
+        await delay(30)
+        abortedAt = performance.now()
+        inboundReq.destroy()
+        await waitFor(() => upstream.aborts.length === 1)
+        expect(upstream.aborts[0]! - abortedAt).to.be.below(50)
+        await waitFor(() => error !== undefined)
+        expect(error).to.have.property('code', 'LG_ERR_CLIENT_CLOSED')
+        await delay(40)
+        expect(chunksAfterAbort).to.equal(0)
+        const stats = c.stats()[upstream.url]!
+        expect(stats.aborted).to.equal(1)
+        expect(stats.busy + stats.queued).to.equal(0)
+      })
+    }
+  })
+
+  describe('when the inbound request times out', () => {
+    it('aborts the outgoing call with the request’s TimeoutError, unlike an upstream failure', async () => {
+      let hang = true
+      upstream.handler = (req, res) => {
+        if (hang) return // never answers
+        req.socket.destroy() // an upstream failure
+        void res
+      }
+      client = createHttpClient()
+      const c = client
+      const errors: unknown[] = []
+      let scopeReason: unknown
+      const port = await serve(async (req, res) => {
+        try {
+          await c.fetch(upstream.url)
+        } catch (e) {
+          errors.push(e)
+          scopeReason = req.scope.reason
+        }
+        try {
+          await c.request(upstream.url)
+        } catch (e) {
+          errors.push(e)
+        }
+        if (!res.headersSent) res.end('answered')
+      }, 80)
+      const started = performance.now()
+      const answer = await get(port)
+      expect(answer.status).to.equal(503)
+      await waitFor(() => errors.length === 2)
+      const [fetchError, requestError] = errors
+      expect(fetchError).to.equal(scopeReason)
+      expect(fetchError).to.have.property('code', 'LG_ERR_TIMEOUT')
+      expect(isLeakGuardError(fetchError)).to.equal(true)
+      // The scope is already aborted: the second call fails at once, without reaching the upstream.
+      expect(requestError).to.have.property('code', 'LG_ERR_TIMEOUT')
+      expect(upstream.requests).to.equal(1)
+      await waitFor(() => upstream.aborts.length === 1)
+      expect(upstream.aborts[0]! - started).to.be.below(80 + 100)
+
+      // The same calls against a failing upstream keep undici's own errors.
+      hang = false
+      const failures = await Promise.allSettled([c.fetch(upstream.url, { scope: false }), c.request(upstream.url, { scope: false })])
+      const fetchFailure = (failures[0] as PromiseRejectedResult).reason as { cause?: { code?: string } }
+      const requestFailure = (failures[1] as PromiseRejectedResult).reason as { code?: string }
+      expect(isLeakGuardError(fetchFailure)).to.equal(false)
+      expect(fetchFailure).to.be.instanceOf(TypeError)
+      expect(fetchFailure.cause?.code).to.match(/^UND_ERR_/)
+      expect(isLeakGuardError(requestFailure)).to.equal(false)
+      expect(requestFailure.code).to.match(/^UND_ERR_/)
+    })
+
+    it('fails with LG_ERR_CLIENT_TIMEOUT when the client’s own timeout comes first', async () => {
+      upstream.handler = () => {}
+      client = createHttpClient({ timeout: 40 })
+      const c = client
+      let error: unknown
+      const port = await serve(async (_req, res) => {
+        try {
+          await c.request(upstream.url)
+        } catch (e) {
+          error = e
+        }
+        res.end('done')
+      }, 2_000)
+      const answer = await get(port)
+      expect(answer.status).to.equal(200)
+      expect(error).to.have.property('code', 'LG_ERR_CLIENT_TIMEOUT')
+      expect(error).to.have.property('statusCode', 504)
+      await waitFor(() => upstream.aborts.length === 1)
+    })
+  })
+
+  describe('with 100 concurrent calls and connections: 4', () => {
+    /** The upstream answers after `ms`. */
+    function slowUpstream(ms: number): void {
+      upstream.handler = (_req, res) => {
+        setTimeout(() => res.end('ok'), ms)
+      }
+    }
+
+    it('never opens more than 4 sockets to the upstream and completes every call', async () => {
+      slowUpstream(20)
+      client = createHttpClient({ connections: 4, maxQueue: false })
+      const c = client
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          i % 2 === 0 ? c.fetch(upstream.url).then((r) => r.text()) : c.request(upstream.url).then((r) => r.body.text()),
+        ),
+      )
+      expect(results.every((body) => body === 'ok')).to.equal(true)
+      expect(upstream.maxSockets).to.be.at.most(4)
+      expect(upstream.requests).to.equal(100)
+    })
+
+    it('with maxQueue 10 fails the other 86 at once with LG_ERR_CLIENT_QUEUE_FULL', async () => {
+      slowUpstream(300)
+      client = createHttpClient({ connections: 4, maxQueue: 10 })
+      const c = client
+      const started = performance.now()
+      const rejectedAt: number[] = []
+      const fulfilledAt: number[] = []
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 100 }, (_, i) => {
+          const call = i % 2 === 0 ? c.fetch(upstream.url).then((r) => r.text()) : c.request(upstream.url).then((r) => r.body.text())
+          call.then(
+            () => fulfilledAt.push(performance.now() - started),
+            () => rejectedAt.push(performance.now() - started),
+          )
+          return call
+        }),
+      )
+      const ok = outcomes.filter((o) => o.status === 'fulfilled')
+      const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected')
+      expect(ok).to.have.length(14)
+      expect(rejected).to.have.length(86)
+      for (const r of rejected) {
+        expect(r.reason).to.have.property('code', 'LG_ERR_CLIENT_QUEUE_FULL')
+        expect(r.reason).to.have.property('statusCode', 503)
+      }
+      // Failed fast: all of them before the first upstream answer (300 ms) freed a connection.
+      expect(Math.max(...rejectedAt)).to.be.below(Math.min(...fulfilledAt))
+      expect(Math.max(...rejectedAt)).to.be.below(250)
+      expect(upstream.maxSockets).to.be.at.most(4)
+      expect(upstream.requests).to.equal(14)
+      expect(c.stats()[upstream.url]).to.include({ rejected: 86, busy: 0, queued: 0 })
+    })
+  })
+
+  describe('when handlers ignore response bodies', () => {
+    for (const api of ['fetch', 'request'] as const) {
+      it(`keeps the pool within connections over 1,000 requests and completes them all (${api})`, async () => {
+        // 256 KiB: far more than undici buffers, so an unread body holds its connection until cancelled.
+        const payload = Buffer.alloc(256 * 1024, 'y')
+        upstream.handler = (_req, res) => res.end(payload)
+        client = createHttpClient({ connections: 4, maxQueue: false })
+        const c = client
+        let maxOpen = 0
+        const port = await serve(async (_req, res) => {
+          if (api === 'fetch') {
+            const r = await c.fetch(upstream.url)
+            res.end(String(r.status))
+          } else {
+            const r = await c.request(upstream.url)
+            res.end(String(r.statusCode))
+          }
+          const open = c.stats()[upstream.url]?.open ?? 0
+          if (open > maxOpen) maxOpen = open
+        })
+        inboundAgent = new http.Agent({ keepAlive: true, maxSockets: 16 })
+        const agent = inboundAgent
+        let done = 0
+        const worker = async (): Promise<void> => {
+          while (done < 1_000) {
+            done++
+            const answer = await get(port, agent)
+            expect(answer).to.deep.equal({ status: 200, body: '200' })
+          }
+        }
+        await Promise.all(Array.from({ length: 16 }, worker))
+        expect(upstream.requests).to.equal(1_000)
+        expect(maxOpen).to.be.at.most(4)
+        expect(upstream.maxSockets).to.be.at.most(4)
+        await waitFor(() => {
+          const s = c.stats()[upstream.url]!
+          return s.busy === 0 && s.queued === 0
+        })
+        const stats = c.stats()[upstream.url]!
+        expect(stats.open).to.be.at.most(4)
+        // request(): every unread body was cancelled when its request ended. fetch() buffers a body this
+        // size into its stream by itself, so its connections were released without a cancel.
+        if (api === 'request') expect(stats.aborted).to.equal(1_000)
+      })
+    }
+  })
+
+  describe('installGlobal()', () => {
+    it('routes the global fetch through the bounded pool and can be undone', async () => {
+      upstream.handler = (_req, res) => {
+        setTimeout(() => res.end('ok'), 30)
+      }
+      const before = getGlobalDispatcher()
+      client = createHttpClient({ connections: 1, maxQueue: 0 })
+      const undo = client.installGlobal()
+      expect(client.installGlobal()).to.equal(undo)
+      const bounded = await Promise.allSettled([1, 2, 3].map(() => fetch(upstream.url).then((r) => r.text())))
+      expect(bounded.filter((o) => o.status === 'fulfilled')).to.have.length(1)
+      for (const o of bounded.filter((o): o is PromiseRejectedResult => o.status === 'rejected')) {
+        expect(o.reason.cause).to.have.property('code', 'LG_ERR_CLIENT_QUEUE_FULL')
+      }
+      expect(upstream.maxSockets).to.equal(1)
+      expect(client.stats()[upstream.url]!.rejected).to.equal(2)
+
+      undo()
+      expect(getGlobalDispatcher()).to.equal(before)
+      const free = await Promise.all([1, 2, 3].map(() => fetch(upstream.url).then((r) => r.text())))
+      expect(free).to.deep.equal(['ok', 'ok', 'ok'])
+      expect(upstream.maxSockets).to.be.above(1)
+      expect(client.stats()[upstream.url]!.rejected).to.equal(2)
+    })
+
+    it('aborts a global fetch made inside a request when its client disconnects', async () => {
+      streamForever()
+      client = createHttpClient()
+      const undo = client.installGlobal()
+      try {
+        let error: unknown
+        const port = await serve(async () => {
+          try {
+            const r = await fetch(upstream.url)
+            for await (const _chunk of r.body!);
+          } catch (e) {
+            error = e
+          }
+        })
+        const inboundReq = http.get({ host: '127.0.0.1', port, path: '/' })
+        inboundReq.on('error', () => {})
+        await upstream.nextRequest()
+        await delay(20)
+        const abortedAt = performance.now()
+        inboundReq.destroy()
+        await waitFor(() => upstream.aborts.length === 1)
+        expect(upstream.aborts[0]! - abortedAt).to.be.below(50)
+        await waitFor(() => error !== undefined)
+      } finally {
+        undo()
+      }
+    })
+  })
+
+  describe('with a caller’s signal', () => {
+    it('honours both the signal and the scope, and removes its listener from the signal', async () => {
+      upstream.handler = (_req, res) => res.end('ok')
+      client = createHttpClient()
+      const c = client
+      const lifetime = new AbortController()
+      for (let i = 0; i < 50; i++) {
+        const r = await c.request(upstream.url, { signal: lifetime.signal })
+        await r.body.text()
+        await (await c.fetch(upstream.url, { signal: lifetime.signal })).text()
+      }
+      expect(getEventListeners(lifetime.signal, 'abort')).to.have.length(0)
+
+      upstream.handler = () => {}
+      const reason = new Error('caller gave up')
+      const pending = c.fetch(upstream.url, { signal: lifetime.signal })
+      await upstream.nextRequest()
+      lifetime.abort(reason)
+      let error: unknown
+      await pending.catch((e: unknown) => (error = e))
+      expect(error).to.equal(reason)
+      await waitFor(() => upstream.aborts.length === 1)
+    })
+  })
+
+  describe('close() and destroy()', () => {
+    it('registers with the guard, closes idempotently and unregisters', async () => {
+      const guard = createGuard()
+      client = createHttpClient({ guard })
+      expect(guard.resources()).to.include(client)
+      await (await client.fetch(upstream.url)).text()
+      const first = client.close()
+      expect(client.close()).to.equal(first)
+      await first
+      expect(client.closed).to.equal(true)
+      expect(guard.resources()).to.not.include(client)
+      const after = await client.fetch(upstream.url).catch((e: unknown) => e)
+      expect((after as { cause?: { code?: string } }).cause?.code).to.match(/^UND_ERR_(CLOSED|DESTROYED)$/)
+      await waitFor(() => upstream.sockets.size === 0)
+    })
+
+    it('destroy() aborts calls in flight', async () => {
+      upstream.handler = () => {}
+      client = createHttpClient()
+      const pending = client.request(upstream.url).catch((e: unknown) => e)
+      await upstream.nextRequest()
+      const destroyed = client.destroy()
+      expect(client.destroy()).to.equal(destroyed)
+      await destroyed
+      expect(await pending).to.have.property('code', 'UND_ERR_DESTROYED')
+      await waitFor(() => upstream.aborts.length === 1)
+    })
+  })
+
+  describe('with Fastify', () => {
+    it('aborts the outgoing call when the route times out', async () => {
+      upstream.handler = () => {}
+      client = createHttpClient()
+      const c = client
+      const app = Fastify()
+      let error: unknown
+      await app.register(fastifyLeakGuard, { timeout: 60 })
+      app.get('/', async () => {
+        try {
+          await c.fetch(upstream.url)
+        } catch (e) {
+          error = e
+          throw e
+        }
+        return 'never'
+      })
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      try {
+        const port = (app.server.address() as { port: number }).port
+        const answer = await get(port)
+        expect(answer.status).to.equal(503)
+        await waitFor(() => error !== undefined)
+        expect(error).to.have.property('code', 'LG_ERR_TIMEOUT')
+        await waitFor(() => upstream.aborts.length === 1)
+      } finally {
+        await app.close()
+      }
+    })
+  })
+})
