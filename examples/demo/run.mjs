@@ -4,13 +4,13 @@
 // on 127.0.0.1, a real upstream service in a child process, and real concurrency. Every figure in the
 // tables is measured during the run.
 //
-//   node examples/demo/run.mjs [--short] [--json] [--framework express,koa,fastify]
+//   node examples/demo/run.mjs [--short] [--json] [--framework express,koa,fastify] [--parallel | --no-parallel]
 //
 // Exits 1 when the guarded side leaks (or fails a request during shutdown), 2 on a demo error.
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { killAll, killChildrenOnSignals, running, start } from './lib/processes.mjs'
+import { kill, killAll, killChildrenOnSignals, running, start } from './lib/processes.mjs'
 import { pieces, pieceIssue } from './lib/pieces.mjs'
 import { profiles } from './lib/profile.mjs'
 import { renderTable } from './lib/table.mjs'
@@ -28,15 +28,19 @@ const incidents = [
 const frameworks = { express: 'express', koa: 'koa', fastify: 'fastify' }
 
 const { values: args } = parseArgs({
+  allowNegative: true,
   options: {
     short: { type: 'boolean', default: process.env.LEAK_GUARD_DEMO_SHORT === '1' },
     json: { type: 'boolean', default: false },
     framework: { type: 'string', default: Object.keys(frameworks).join(',') },
+    // Frameworks side by side, each with its own upstream: quicker, but they share the CPU, so latency
+    // figures are not comparable with a sequential run, and on a loaded machine tight deadlines slip.
+    parallel: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
-  console.log('usage: node examples/demo/run.mjs [--short] [--json] [--framework express,koa,fastify]')
+  console.log('usage: node examples/demo/run.mjs [--short] [--json] [--framework express,koa,fastify] [--parallel | --no-parallel]')
   process.exit(0)
 }
 const selected = args.framework.split(',').map((f) => f.trim())
@@ -57,27 +61,14 @@ const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`
 
 killChildrenOnSignals()
 const runStarted = performance.now()
-const report = { node: process.version, mode: args.short ? 'short' : 'full', profile, pieces, frameworks: {}, problems: [], unguardedLeaks: [] }
+const report = { node: process.version, mode: args.short ? 'short' : 'full', parallel: args.parallel, profile, pieces, frameworks: {}, problems: [], unguardedLeaks: [] }
 let failure
 
 try {
   progress(`leak-guard incident replay (${report.mode} mode, Node ${process.version}); pieces in this build: ${describePieces()}`)
-  const upstream = await start(upstreamFile)
-  for (const framework of selected) {
-    const entry = (report.frameworks[framework] = { version: version(framework), sides: {} })
-    for (const side of ['unguarded', 'guarded']) {
-      const server = await start(serverFile, [framework, side, JSON.stringify({ upstream: upstream.url, profile })])
-      const results = (entry.sides[side] = { uses: server.uses })
-      for (const [label, key, incident] of incidents) {
-        const t = performance.now()
-        progress(`  ${framework.padEnd(7)} ${side.padEnd(9)} ${label} …`)
-        results[key] = await incident.run({ port: server.port, server: server.child, child: server.child, upstream: upstream.child, profile, side, uses: server.uses })
-        const found = incident.problems(results[key])
-        progress(`  ${framework.padEnd(7)} ${side.padEnd(9)} ${label} done in ${seconds(performance.now() - t)}${found.length ? ` — ${found.join('; ')}` : ''}`)
-        for (const problem of found) (side === 'guarded' ? report.problems : report.unguardedLeaks).push(`${framework} ${label}: ${problem}`)
-      }
-    }
-  }
+  for (const framework of selected) report.frameworks[framework] = { version: version(framework), sides: {} }
+  if (args.parallel) await Promise.all(selected.map(replay))
+  else for (const framework of selected) await replay(framework)
 } catch (error) {
   failure = error
 } finally {
@@ -111,6 +102,29 @@ if (args.json) {
 }
 process.exit(report.problems.length > 0 || report.childrenLeft > 0 ? 1 : 0)
 
+/** Both sides of one framework, each in a fresh server process, against the framework's own upstream. */
+async function replay(framework) {
+  const entry = report.frameworks[framework]
+  const upstream = await start(upstreamFile)
+  const startServer = (side) => start(serverFile, [framework, side, JSON.stringify({ upstream: upstream.url, profile })])
+  let nextServer = startServer('unguarded')
+  for (const side of ['unguarded', 'guarded']) {
+    const server = await nextServer
+    const results = (entry.sides[side] = { uses: server.uses })
+    for (const [label, key, incident] of incidents) {
+      // The guarded server starts while the unguarded one shuts down (which needs no CPU).
+      if (key === 'shutdown' && side === 'unguarded') nextServer = startServer('guarded')
+      const t = performance.now()
+      progress(`  ${framework.padEnd(7)} ${side.padEnd(9)} ${label} …`)
+      results[key] = await incident.run({ port: server.port, server: server.child, child: server.child, upstream: upstream.child, profile, side, uses: server.uses })
+      const found = incident.problems(results[key])
+      progress(`  ${framework.padEnd(7)} ${side.padEnd(9)} ${label} done in ${seconds(performance.now() - t)}${found.length ? ` — ${found.join('; ')}` : ''}`)
+      for (const problem of found) (side === 'guarded' ? report.problems : report.unguardedLeaks).push(`${framework} ${label}: ${problem}`)
+    }
+  }
+  await kill(upstream.child)
+}
+
 function describePieces() {
   return Object.entries(pieces)
     .map(([name, ok]) => `${name} ${ok ? 'yes' : `no (${pieceIssue[name]})`}`)
@@ -130,6 +144,7 @@ function notes() {
     `  shutdown: ${p.shutdown.keepAliveClients} keep-alive clients and ${p.shutdown.longRequests} long (${seconds(p.shutdown.longMs)}) exports in flight, SIGTERM after ${p.shutdown.signalAfter} ms;`,
     `     unguarded: server.close() then exit; guarded: grace ${p.shutdown.grace} ms, force at ${p.shutdown.hardDeadline} ms. The demo kills a server still up after ${seconds(p.shutdown.cap)}.`,
   ]
+  if (args.parallel) lines.push('The frameworks ran side by side (--parallel): latencies are not comparable with a sequential run.')
   const missing = Object.entries(pieces).filter(([, ok]) => !ok)
   if (missing.length > 0) {
     lines.push('Not yet in this build of @leak-guard/core (rows that need them say "not measured"):')

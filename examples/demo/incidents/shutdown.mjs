@@ -6,7 +6,7 @@
 import { Agent } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { kill, waitForExit } from '../lib/processes.mjs'
-import { send } from '../lib/clients.mjs'
+import { send, tally } from '../lib/clients.mjs'
 
 export const title = 'shutdown'
 
@@ -43,6 +43,7 @@ export async function run({ port, child, profile }) {
       shed503: count((r) => r.status === 503),
       failed: count((r) => noAnswer.has(r.error) || (r.status >= 500 && r.status !== 503)),
       refusedAfterClose: count((r) => r.error === 'ECONNREFUSED'),
+      outcomes: tally(results),
       long: (await Promise.all(long)).map((r) => r.error ?? r.status),
     }
   } finally {
