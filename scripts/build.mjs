@@ -22,7 +22,7 @@ for (const name of packages) {
     run(['-p', join(dir, 'tsconfig.json'), '--noEmit'])
     continue
   }
-  rmSync(join(dir, 'dist'), { recursive: true, force: true })
+  if (process.argv.includes('--clean')) rmSync(join(dir, 'dist'), { recursive: true, force: true })
   run(['-p', join(dir, 'tsconfig.json')])
   run(['-p', join(dir, 'tsconfig.cjs.json')])
   for (const [sub, type] of [['esm', 'module'], ['cjs', 'commonjs']]) {

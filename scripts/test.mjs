@@ -23,7 +23,7 @@ function suite(label, nodeBinary, specArgs, extraEnv = {}) {
     cwd: join(root, 'test'),
     stdio: 'inherit',
     timeout: 30 * 60 * 1000,
-    env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import tsx`.trim(), LG_SUMMARY_FILE: summaryFile, ...extraEnv },
+    env: { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import tsx`.trim(), LG_SUMMARY_FILE: summaryFile, ...(specArgs.length ? { LG_SPECS: '1' } : {}), ...extraEnv },
   })
   if (!existsSync(summaryFile)) {
     console.log(`${label}: mocha ended without a summary (exit ${result.status}, signal ${result.signal})`)

@@ -85,6 +85,7 @@ const expressKit: AdapterKit = {
     app.get('/hang', hang)
     app.post('/hang', hang)
     app.get('/long', expressGuard.withTimeout(LONG_TIMEOUT), slow)
+    app.get('/hang-long', expressGuard.withTimeout(LONG_TIMEOUT), hang)
     app.get('/stream', expressGuard.withTimeout(false), async (req, res) => {
       probe.start(id(req), req.signal)
       res.write('a')
@@ -143,6 +144,7 @@ const koaKit: AdapterKit = {
     router.get('/hang', hang)
     router.post('/hang', hang)
     router.get('/long', koaGuard.withTimeout(LONG_TIMEOUT), slow)
+    router.get('/hang-long', koaGuard.withTimeout(LONG_TIMEOUT), hang)
     router.get('/stream', koaGuard.withTimeout(false), (ctx) => {
       probe.start(id(ctx), ctx.signal)
       const body = new PassThrough()
@@ -202,6 +204,7 @@ const fastifyKit: AdapterKit = {
     app.get('/hang', hang)
     app.post('/hang', hang)
     app.get('/long', { config: { leakGuard: { timeout: LONG_TIMEOUT } } }, slow)
+    app.get('/hang-long', { config: { leakGuard: { timeout: LONG_TIMEOUT } } }, hang)
     app.get('/stream', { config: { leakGuard: { timeout: false } } }, async (request, reply) => {
       probe.start(id(request), request.scope.signal)
       const body = new PassThrough()

@@ -1,5 +1,7 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import {
+  readinessAnswer,
+  type ClosingState,
   ShutdownError,
   TimeoutError,
   createGuard,
@@ -7,9 +9,12 @@ import {
   type Guard,
   type GuardOptions,
   type RequestScope,
+  type ScopeHost,
 } from '@leak-guard/core'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
+export { hardenServer, createShutdown } from '@leak-guard/core'
+export type { HardenOptions, ShutdownOptions, ShutdownSummary, GracefulShutdown } from '@leak-guard/core'
 
 declare module 'koa' {
   interface ExtendableContext {
@@ -52,6 +57,24 @@ function install(proto: object, guard: Guard): void {
   })
 }
 
+interface DestroyableStream {
+  pipe(...args: unknown[]): unknown
+  destroy(error?: Error): unknown
+}
+
+/**
+ * A deadline that hits while Koa streams a body: fail the body stream with the timeout so Koa's
+ * pipeline reports an exposed TimeoutError (not logged) rather than a "Premature close" (logged).
+ */
+const host: ScopeHost = {
+  cut(_scope, error, ctx) {
+    const body = (ctx as AnyContext).body as Partial<DestroyableStream> | null | undefined
+    if (body === null || body === undefined || typeof body.pipe !== 'function' || typeof body.destroy !== 'function') return false
+    body.destroy(error)
+    return true
+  },
+}
+
 export interface LeakGuardMiddleware extends Middleware {
   /** The guard behind this middleware: stats, live scopes, shutdown. */
   readonly guard: Guard
@@ -78,7 +101,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
     const scoped = ctx as unknown as ScopedContext
     if (scoped[kScope] !== undefined) return next()
     if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(ctx) as object, guard)
-    const scope = guard.begin(ctx.req, ctx.res, ctx)
+    const scope = guard.begin(ctx.req, ctx.res, ctx, host)
     scoped[kScope] = scope
     try {
       await (context ? guard.enter(scope, () => scope.race(next())) : scope.race(next()))
@@ -109,5 +132,26 @@ export function withTimeout(ms: number | false): Middleware {
   return function leakGuardTimeout(ctx: AnyContext, next: Next) {
     ;(ctx as unknown as ScopedContext)[kScope]?.setTimeout(timeout)
     return next()
+  }
+}
+
+/**
+ * Readiness probe middleware: 200 while serving, 503 + `Connection: close` from the first moment of
+ * the shutdown. Mount it on a route, or give `path` to answer that path and pass everything else on.
+ *
+ * @example
+ * const mw = leakGuard()
+ * app.use(mw)
+ * app.use(readiness(mw.guard, '/readyz'))
+ */
+export function readiness(state: ClosingState, path?: string): Middleware {
+  return function leakGuardReadiness(ctx: AnyContext, next: Next) {
+    if (path !== undefined && ctx.path !== path) return next()
+    const answer = readinessAnswer(state)
+    ctx.status = answer.status
+    ctx.set(answer.headers)
+    if (ctx.req.httpVersionMajor >= 2) ctx.remove('Connection')
+    ctx.body = answer.body
+    return undefined
   }
 }

@@ -30,6 +30,12 @@ export type ScopeOutcome = 'ok' | 'timeout' | 'client-closed' | 'shutdown'
 export interface ScopeHost {
   /** Answer `error` through the framework. Return `false` to let core write the raw response. */
   answer?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
+  /**
+   * Cut a response whose headers were already sent, e.g. by failing the framework's body stream with
+   * `error` so the framework reports an exposed error instead of a "Premature close". Return `false` to
+   * let core destroy the response.
+   */
+  cut?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
 }
 
 /** What a scope needs from its guard. Implemented by `Guard`; internal. */
@@ -271,9 +277,13 @@ export class RequestScope {
       promise = Promise.reject(error)
     }
     promise.catch(markHandled)
+    const trace = this.#owner.captureStacks ? captureLazyStack() : undefined
     const task: SpawnedTask = {
       promise,
-      stack: this.#owner.captureStacks ? captureStack() : undefined,
+      // Formatting a stack costs far more than capturing it: done only if a leak report or dump reads it.
+      get stack() {
+        return trace?.stack
+      },
       startedAt: performance.now(),
     }
     const tasks = (this.#tasks ??= new Set())
@@ -395,7 +405,7 @@ export class RequestScope {
     const res = this.#res
     if (res === undefined) return
     if (res.headersSent) {
-      if (!res.writableEnded) res.destroy()
+      if (!res.writableEnded && this.#host?.cut?.(this, reason, this.#ctx) !== true) res.destroy()
       return
     }
     if ((this.#flags & RACE_ANSWERS) !== 0) return
@@ -442,6 +452,28 @@ export function captureStack(): string | undefined {
   const holder: { stack?: string } = {}
   Error.captureStackTrace(holder, captureStack)
   return holder.stack?.split('\n').slice(2).join('\n')
+}
+
+class LazyStack {
+  #raw: { stack?: string } | undefined
+  #text: string | undefined
+  constructor(raw: { stack?: string }) {
+    this.#raw = raw
+  }
+  get stack(): string | undefined {
+    if (this.#raw !== undefined) {
+      this.#text = this.#raw.stack?.split('\n').slice(2).join('\n')
+      this.#raw = undefined
+    }
+    return this.#text
+  }
+}
+
+/** Like `captureStack()` (same frames), but the text is built on first read of `.stack`. */
+function captureLazyStack(): LazyStack {
+  const holder: { stack?: string } = {}
+  Error.captureStackTrace(holder, captureLazyStack)
+  return new LazyStack(holder)
 }
 
 /** True when `reason` is the end-of-request abort rather than a timeout, disconnect or shutdown. */

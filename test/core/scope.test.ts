@@ -1,0 +1,244 @@
+import { expect } from 'chai'
+import { EventEmitter } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { trackTimers } from '../helpers/timers.js'
+import { ClientClosedError, createGuard, ShutdownError, TimeoutError, type Guard, type LeakEvent } from '@leak-guard/core'
+
+/** A stand-in response: an emitter with the fields the scope reads. Real-socket behaviour is in test/conformance. */
+function fakeResponse() {
+  const res = Object.assign(new EventEmitter(), {
+    headersSent: false,
+    writableEnded: false,
+    writableFinished: false,
+    destroyed: false,
+    finish() {
+      res.headersSent = true
+      res.writableEnded = true
+      res.writableFinished = true
+      res.emit('close')
+    },
+    leave() {
+      res.emit('close')
+    },
+    destroy() {
+      res.destroyed = true
+    },
+  })
+  return res
+}
+
+function begin(guard: Guard, ctx?: unknown) {
+  const res = fakeResponse()
+  const answered: unknown[] = []
+  const scope = guard.begin({ method: 'GET', url: '/x' } as never, res as never, ctx, {
+    answer(_scope, error) {
+      answered.push(error)
+      res.headersSent = true
+      return true
+    },
+  })
+  return { scope, res, answered }
+}
+
+describe('RequestScope', () => {
+  describe('signal', () => {
+    it('is not created until read, and a reason recorded before the first read is on it', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      const reason = new ShutdownError()
+      scope.abort(reason)
+      expect(scope.aborted).to.equal(true)
+      const signal = scope.signal
+      expect(signal.aborted).to.equal(true)
+      expect(signal.reason).to.equal(reason)
+      res.finish()
+    })
+
+    it('keeps the first reason', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      const signal = scope.signal
+      const first = new ClientClosedError()
+      scope.abort(first)
+      scope.abort(new ShutdownError())
+      res.finish()
+      expect(signal.reason).to.equal(first)
+      expect(scope.reason).to.equal(first)
+    })
+
+    it('aborts with LG_ERR_REQUEST_ENDED when the response finishes normally', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      const signal = scope.signal
+      expect(signal.aborted).to.equal(false)
+      res.finish()
+      expect(signal.reason.code).to.equal('LG_ERR_REQUEST_ENDED')
+      expect(guard.stats().ended.ok).to.equal(1)
+    })
+
+    it('aborts with LG_ERR_CLIENT_CLOSED when the response closes unfinished', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      res.leave()
+      expect(scope.reason?.code).to.equal('LG_ERR_CLIENT_CLOSED')
+      expect(guard.stats().ended['client-closed']).to.equal(1)
+    })
+  })
+
+  describe('deadline', () => {
+    it('aborts with TimeoutError and asks the adapter to answer when nothing was sent', async () => {
+      const guard = createGuard({ timeout: 20 })
+      const { scope, res, answered } = begin(guard)
+      expect(scope.remaining()).to.be.within(1, 20)
+      await sleep(40)
+      expect(scope.reason).to.be.instanceOf(TimeoutError)
+      expect(answered).to.deep.equal([scope.reason])
+      expect(scope.remaining()).to.equal(0)
+      res.finish()
+    })
+
+    it('destroys the response instead when headers were already sent', async () => {
+      const guard = createGuard({ timeout: 20 })
+      const { scope, res, answered } = begin(guard)
+      res.headersSent = true
+      await sleep(40)
+      expect(scope.reason?.code).to.equal('LG_ERR_TIMEOUT')
+      expect(answered).to.deep.equal([])
+      expect(res.destroyed).to.equal(true)
+      res.leave()
+    })
+
+    it('setTimeout(false) removes the deadline and setTimeout(ms) re-arms it from the start of the request', async () => {
+      const guard = createGuard({ timeout: 20 })
+      const { scope, res } = begin(guard)
+      scope.setTimeout(false)
+      expect(scope.deadline).to.equal(Infinity)
+      await sleep(40)
+      expect(scope.aborted).to.equal(false)
+      scope.setTimeout(45)
+      await sleep(15)
+      expect(scope.reason?.code).to.equal('LG_ERR_TIMEOUT')
+      res.finish()
+    })
+
+    it('rejects a bad per-request timeout with LG_ERR_INVALID_OPTION', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      for (const bad of [0, -1, 1.5, Number.NaN, '5' as never]) {
+        expect(() => scope.setTimeout(bad)).to.throw().with.property('code', 'LG_ERR_INVALID_OPTION')
+      }
+      res.finish()
+    })
+
+    it('leaves no timer behind once the request ended', async () => {
+      const timers = trackTimers()
+      try {
+        const guard = createGuard({ timeout: 10_000 })
+        const scopes = Array.from({ length: 100 }, () => begin(guard))
+        expect(timers.live()).to.equal(100)
+        for (const { res } of scopes) res.finish()
+        // destroy hooks run asynchronously after clearTimeout
+        for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+        expect(timers.live()).to.equal(0)
+        expect(guard.size).to.equal(0)
+      } finally {
+        timers.stop()
+      }
+    })
+  })
+
+  describe('onAbort()', () => {
+    it('calls the handler once with the reason, without creating the signal, and can be disposed', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      const seen: string[] = []
+      scope.onAbort((reason) => seen.push(reason.code))
+      const dispose = scope.onAbort(() => seen.push('disposed one ran'))
+      dispose()
+      res.leave()
+      res.emit('close')
+      expect(seen).to.deep.equal(['LG_ERR_CLIENT_CLOSED'])
+    })
+  })
+
+  describe('spawn()', () => {
+    it('aborts the task when the request ends and reports it once as a leak if it ignores the signal', async () => {
+      const guard = createGuard({ timeout: false, leakGracePeriod: 30, captureStacks: true })
+      const leaks: LeakEvent[] = []
+      guard.on('leak', (event: LeakEvent) => leaks.push(event))
+      const { scope, res } = begin(guard)
+      let sawAbort = false
+      let release!: () => void
+      void scope.spawn(async (signal) => {
+        signal.addEventListener('abort', () => (sawAbort = true))
+        await new Promise<void>((resolve) => (release = resolve)) // ignores the signal
+      })
+      const polite = scope.spawn((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))))
+      res.finish()
+      expect(sawAbort).to.equal(true)
+      await polite.then(
+        () => expect.fail('should reject'),
+        (error: { code: string }) => expect(error.code).to.equal('LG_ERR_REQUEST_ENDED'),
+      )
+      await sleep(60)
+      expect(leaks).to.have.length(1)
+      expect(leaks[0]).to.include({ kind: 'spawn', reason: 'LG_ERR_REQUEST_ENDED', method: 'GET', url: '/x' })
+      expect(leaks[0]!.lateBy).to.be.at.least(25)
+      expect(leaks[0]!.stack).to.include('scope.test.ts')
+      expect(guard.stats().leaks.spawn).to.equal(1)
+      release()
+    })
+
+    it('refuses to start work on an aborted scope', async () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      res.leave()
+      let ran = false
+      const result = scope.spawn(() => {
+        ran = true
+      })
+      await result.then(
+        () => expect.fail('should reject'),
+        (error: { code: string }) => expect(error.code).to.equal('LG_ERR_CLIENT_CLOSED'),
+      )
+      expect(ran).to.equal(false)
+    })
+  })
+
+  describe('detach()', () => {
+    it('outlives the request and is aborted by shutdown', async () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      let signal!: AbortSignal
+      const task = scope.detach((s) => {
+        signal = s
+        return new Promise((resolve) => s.addEventListener('abort', () => resolve(s.reason.code)))
+      })
+      res.finish()
+      expect(signal.aborted).to.equal(false)
+      expect(guard.stats().detached).to.equal(1)
+      guard.beginShutdown()
+      expect(await task).to.equal('LG_ERR_SHUTDOWN')
+      await sleep(0)
+      expect(guard.stats().detached).to.equal(0)
+    })
+  })
+
+  describe('race()', () => {
+    it('rejects with the timeout and swallows the late rejection of the raced work', async () => {
+      const guard = createGuard({ timeout: 20 })
+      const { scope, res } = begin(guard, undefined)
+      let fail!: (e: Error) => void
+      const work = new Promise((_, reject) => (fail = reject))
+      const raced = scope.race(work)
+      await raced.then(
+        () => expect.fail('should reject'),
+        (error: { code: string }) => expect(error.code).to.equal('LG_ERR_TIMEOUT'),
+      )
+      fail(new Error('late'))
+      await sleep(5)
+      expect(guard.stats().leaks.handler).to.equal(1)
+      res.finish()
+    })
+  })
+})

@@ -1,0 +1,28 @@
+import { createHook } from 'node:async_hooks'
+
+/**
+ * Counts live `Timeout` resources created by leak-guard's own code (a packages dist folder), unref'd ones included (`process.getActiveResourcesInfo()` leaves
+ * those out, and leak-guard unrefs its timers), through an async hook: a timer is live from its init
+ * until it is cleared or has fired.
+ */
+export function trackTimers(): { live(): number; stacks(): string[]; stop(): void } {
+  const live = new Map<number, string>()
+  const hook = createHook({
+    init(asyncId, type) {
+      if (type !== 'Timeout') return
+      const limit = Error.stackTraceLimit
+      Error.stackTraceLimit = 40
+      const stack = new Error('timer created').stack ?? ''
+      Error.stackTraceLimit = limit
+      if (/packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(stack)) live.set(asyncId, stack)
+    },
+    destroy(asyncId) {
+      live.delete(asyncId)
+    },
+  }).enable()
+  return {
+    live: () => live.size,
+    stacks: () => [...live.values()],
+    stop: () => hook.disable(),
+  }
+}
