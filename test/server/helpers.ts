@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures')
@@ -19,7 +19,7 @@ export class ChildApp {
   #waiters: Array<() => void> = []
 
   constructor(script: string, env: Record<string, string>) {
-    this.child = spawn(process.execPath, [join(fixtures, script)], {
+    this.child = spawn(process.execPath, [resolve(fixtures, script)], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
