@@ -221,6 +221,40 @@ describe('createHttpClient()', function () {
     })
   })
 
+  describe('when a call waiting for a connection is aborted', () => {
+    it('rejects at once with the reason and frees its queue slot without reaching the upstream', async () => {
+      upstream.handler = () => {}
+      client = createHttpClient({ connections: 1, maxQueue: 1 })
+      const c = client
+      let error: unknown
+      let rejectedAfter = 0
+      const port = await serve(async (req, res) => {
+        void c.request(upstream.url, { scope: false }).catch(() => {}) // holds the only connection
+        await upstream.nextRequest()
+        expect(c.stats()[upstream.url]).to.include({ busy: 1, queued: 0 })
+        const queued = c.fetch(upstream.url)
+        expect(c.stats()[upstream.url]).to.include({ queued: 1 })
+        try {
+          await queued
+        } catch (e) {
+          error = e
+          rejectedAfter = req.scope.age()
+        }
+        if (!res.headersSent) res.end()
+      }, 60)
+      const answer = await get(port)
+      expect(answer.status).to.equal(503)
+      await waitFor(() => error !== undefined)
+      expect(error).to.have.property('code', 'LG_ERR_TIMEOUT')
+      expect(rejectedAfter).to.be.below(60 + 50)
+      expect(c.stats()[upstream.url]).to.include({ busy: 1, queued: 0, aborted: 1 })
+      // The slot is free again: one more call may queue.
+      const again = c.request(upstream.url, { scope: false, timeout: 30 }).catch((e: unknown) => e)
+      expect(await again).to.have.property('code', 'LG_ERR_CLIENT_TIMEOUT')
+      expect(upstream.requests).to.equal(1)
+    })
+  })
+
   describe('with 100 concurrent calls and connections: 4', () => {
     /** The upstream answers after `ms`. */
     function slowUpstream(ms: number): void {

@@ -63,9 +63,13 @@ interface AgentInternals {
   addRequest(req: http.ClientRequest, options: { host?: string; port?: number | string }): void
 }
 
-function destroyLater(req: http.ClientRequest, reason: unknown): void {
-  // addRequest runs inside the ClientRequest constructor, before the caller could listen for 'error'.
-  process.nextTick(() => req.destroy(reason as Error))
+/**
+ * Fails a request that never gets a socket the way http.Agent fails one whose socket could not be
+ * created: `onSocket(null, error)` emits 'error' and 'close' on the next tick, after the caller of
+ * `http.request()` had a chance to listen. (`req.destroy()` would wait for a socket forever.)
+ */
+function refuse(req: http.ClientRequest, reason: unknown): void {
+  ;(req as unknown as { onSocket(socket: null, error: unknown): void }).onSocket(null, reason)
 }
 
 /**
@@ -104,7 +108,7 @@ export function createAgent(options?: AgentOptions): http.Agent {
       const busy = internals.sockets[name]?.length ?? 0
       const waiting = internals.requests[name]?.length ?? 0
       if (busy >= maxSockets && waiting >= maxQueue) {
-        destroyLater(req, new ClientQueueFullError(`${protocol}//${requestOptions.host ?? 'localhost'}:${requestOptions.port ?? ''}`, maxQueue))
+        refuse(req, new ClientQueueFullError(`${protocol}//${requestOptions.host ?? 'localhost'}:${requestOptions.port ?? ''}`, maxQueue))
         return
       }
     }
@@ -112,7 +116,7 @@ export function createAgent(options?: AgentOptions): http.Agent {
       const scope = storage.getStore()
       if (scope !== undefined) {
         if (scope.aborted) {
-          destroyLater(req, scope.reason)
+          refuse(req, scope.reason)
           return
         }
         const dispose = scope.onAbort((reason) => {

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// Requests/s through leak-guard's client.fetch()/client.request() vs undici's own fetch()/request()
+// on an Agent with the same settings, against a local upstream in a child process. Variants run
+// interleaved (the order rotates each round) and each figure is the median of the rounds.
+//
+//   node bench/client/run.mjs [--rounds 7] [--duration 2000] [--concurrency 32]
+import { fork } from 'node:child_process'
+import { EventEmitter } from 'node:events'
+import { once } from 'node:events'
+import { dirname, join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { Agent, fetch, request } from 'undici'
+import { createGuard, createHttpClient } from '@leak-guard/core'
+
+const args = process.argv.slice(2)
+const arg = (name, fallback) => {
+  const i = args.indexOf(`--${name}`)
+  return i === -1 ? fallback : Number(args[i + 1])
+}
+const rounds = arg('rounds', 7)
+const duration = arg('duration', 2000)
+const concurrency = arg('concurrency', 32)
+
+const here = dirname(fileURLToPath(import.meta.url))
+const child = fork(join(here, 'upstream.mjs'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+const [{ port }] = await once(child, 'message')
+const url = `http://127.0.0.1:${port}/item`
+
+// Same settings on both sides: what createHttpClient() gives its Agent.
+const settings = { connections: 32, keepAliveTimeout: 4_000, connectTimeout: 10_000, headersTimeout: 30_000, bodyTimeout: 30_000 }
+const agent = new Agent({
+  connections: settings.connections,
+  pipelining: 1,
+  keepAliveTimeout: settings.keepAliveTimeout,
+  keepAliveMaxTimeout: settings.keepAliveTimeout,
+  headersTimeout: settings.headersTimeout,
+  bodyTimeout: settings.bodyTimeout,
+  connect: { timeout: settings.connectTimeout },
+})
+const client = createHttpClient({ ...settings, maxQueue: 256, timeout: 30_000 })
+
+// One long-lived request scope (no deadline) for the "in a request" variant: every call registers
+// with it and unregisters when it settles.
+const guard = createGuard({ timeout: false })
+const fakeReq = { method: 'GET', url: '/bench', headers: {} }
+const fakeRes = new EventEmitter()
+const scope = guard.begin(fakeReq, fakeRes)
+
+const variants = {
+  'undici fetch': async () => {
+    const r = await fetch(url, { dispatcher: agent })
+    await r.arrayBuffer()
+  },
+  'client.fetch': async () => {
+    const r = await client.fetch(url)
+    await r.arrayBuffer()
+  },
+  'undici request': async () => {
+    const r = await request(url, { dispatcher: agent })
+    await r.body.arrayBuffer()
+  },
+  'client.request': async () => {
+    const r = await client.request(url)
+    await r.body.arrayBuffer()
+  },
+  'client.request (in a request scope)': () =>
+    scope.run(async () => {
+      const r = await client.request(url)
+      await r.body.arrayBuffer()
+    }),
+}
+
+async function measure(fn) {
+  let count = 0
+  const end = performance.now() + duration
+  const worker = async () => {
+    while (performance.now() < end) {
+      await fn()
+      count++
+    }
+  }
+  const start = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return count / ((performance.now() - start) / 1000)
+}
+
+const names = Object.keys(variants)
+// Warm-up: JIT, connections.
+for (const name of names) await measure.call(null, variants[name]).catch((e) => { throw e })
+const results = Object.fromEntries(names.map((n) => [n, []]))
+for (let round = 0; round < rounds; round++) {
+  const order = names.map((_, i) => names[(i + round) % names.length])
+  for (const name of order) results[name].push(await measure(variants[name]))
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const med = Object.fromEntries(names.map((n) => [n, median(results[n])]))
+console.log(`node ${process.version}, undici ${(await import('undici/package.json', { with: { type: 'json' } })).default.version}, ${rounds} rounds x ${duration} ms, concurrency ${concurrency}`)
+for (const name of names) {
+  console.log(`${name.padEnd(38)} median ${med[name].toFixed(0).padStart(7)} req/s   rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
+}
+console.log(`ratio client.fetch / undici fetch:                 ${(med['client.fetch'] / med['undici fetch']).toFixed(3)}`)
+console.log(`ratio client.request / undici request:             ${(med['client.request'] / med['undici request']).toFixed(3)}`)
+console.log(`ratio client.request in a scope / undici request:  ${(med['client.request (in a request scope)'] / med['undici request']).toFixed(3)}`)
+
+fakeRes.emit('close')
+await client.close()
+await agent.close()
+child.disconnect()

@@ -1,0 +1,122 @@
+import { expect } from 'chai'
+import * as http from 'node:http'
+import * as https from 'node:https'
+import { performance } from 'node:perf_hooks'
+import express from 'express'
+import { createAgent, createGuard } from '@leak-guard/core'
+import { leakGuard } from '@leak-guard/express'
+import { Upstream, delay, listen, waitFor } from './upstream.js'
+
+function get(url: string, agent: http.Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (body += chunk))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        res.on('error', reject)
+      })
+      .on('error', reject)
+  })
+}
+
+describe('createAgent()', function () {
+  this.timeout(10_000)
+
+  let upstream: Upstream
+  let agent: http.Agent | undefined
+  let inbound: http.Server | undefined
+
+  beforeEach(async () => {
+    upstream = await new Upstream().listen()
+  })
+
+  afterEach(async () => {
+    agent?.destroy()
+    agent = undefined
+    if (inbound !== undefined) {
+      inbound.closeAllConnections()
+      await new Promise((resolve) => inbound!.close(resolve))
+      inbound = undefined
+    }
+    await upstream.close()
+  })
+
+  it('throws LG_ERR_INVALID_OPTION for invalid options', () => {
+    const cases: unknown[] = [
+      { maxSockets: 0 },
+      { maxFreeSockets: -1 },
+      { maxQueue: 1.5 },
+      { timeout: 0 },
+      { scheduling: 'random' },
+      { protocol: 'ftp:' },
+      { scope: 'yes' },
+      { guard: 1 },
+      { keepAlive: true },
+    ]
+    for (const options of cases) {
+      expect(() => createAgent(options as never), JSON.stringify(options))
+        .to.throw()
+        .with.property('code', 'LG_ERR_INVALID_OPTION')
+    }
+    const secure = createAgent({ protocol: 'https:' })
+    expect(secure).to.be.instanceOf(https.Agent)
+    secure.destroy()
+  })
+
+  it('keeps at most maxSockets sockets and refuses requests beyond maxQueue with LG_ERR_CLIENT_QUEUE_FULL', async () => {
+    upstream.handler = (_req, res) => {
+      setTimeout(() => res.end('ok'), 100)
+    }
+    agent = createAgent({ maxSockets: 2, maxQueue: 3 })
+    const a = agent
+    const outcomes = await Promise.allSettled(Array.from({ length: 10 }, () => get(upstream.url, a)))
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).to.have.length(5)
+    for (const o of outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected')) {
+      expect(o.reason).to.have.property('code', 'LG_ERR_CLIENT_QUEUE_FULL')
+    }
+    expect(upstream.maxSockets).to.equal(2)
+    expect(upstream.requests).to.equal(5)
+  })
+
+  it('destroys a request made inside a request scope when its client disconnects', async () => {
+    upstream.handler = (_req, res) => {
+      res.writeHead(200)
+      res.write('start')
+    }
+    agent = createAgent()
+    const a = agent
+    let error: unknown
+    const app = express()
+    app.use(leakGuard())
+    app.get('/', (_req, _res) => {
+      http
+        .get(upstream.url, { agent: a }, (res) => res.resume())
+        .on('error', (e) => (error = e))
+    })
+    inbound = http.createServer(app)
+    const port = await listen(inbound)
+    const client = http.get({ host: '127.0.0.1', port, path: '/' })
+    client.on('error', () => {})
+    await upstream.nextRequest()
+    await delay(20)
+    const abortedAt = performance.now()
+    client.destroy()
+    await waitFor(() => upstream.aborts.length === 1)
+    expect(upstream.aborts[0]! - abortedAt).to.be.below(50)
+    await waitFor(() => error !== undefined)
+    expect(error).to.have.property('code', 'LG_ERR_CLIENT_CLOSED')
+  })
+
+  it('registers with the guard, which destroys it at shutdown', async () => {
+    const guard = createGuard()
+    agent = createAgent({ guard })
+    await get(upstream.url, agent)
+    expect(upstream.sockets.size).to.equal(1)
+    const [resource] = guard.resources()
+    await resource!.close()
+    expect(guard.resources()).to.have.length(0)
+    await waitFor(() => upstream.sockets.size === 0)
+  })
+})
