@@ -19,7 +19,7 @@ export const profiles = {
     clientLeft: { requests: 12, leaveAfter: 80, queryMs: 400, settleWithin: 2_000 },
     pool: { requests: 24, concurrency: 12, upstreamMs: 60, connections: 4 },
     cpu: { window: 800, concurrency: 3, cpuMs: 25, probeEvery: 20, threads: 1, maxQueue: 1 },
-    shutdown: { keepAliveClients: 6, requestMs: 100, longRequests: 1, longMs: 4_000, signalAfter: 250, grace: 400, hardDeadline: 1_200, cap: 2_000 },
+    shutdown: { keepAliveClients: 6, requestMs: 100, longRequests: 1, longMs: 4_000, signalAfter: 250, grace: 400, hardDeadline: 1_000, cap: 1_500 },
     guard: { timeout: 1_500, leakGracePeriod: 200 },
     harden: { headersTimeout: 300, requestTimeout: 400, keepAliveTimeout: 5_000, connectionsCheckingInterval: 100 },
   },
