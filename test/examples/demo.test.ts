@@ -57,7 +57,7 @@ describe('the incident replay demo (--short)', function () {
 
       it('shows no leaked work on the guarded side', () => {
         const g = report.frameworks[framework]!.sides.guarded
-        expect(g.uses).to.include({ server: 'hardenServer', outgoing: 'createHttpClient', cpu: 'createThreadPool', shutdown: 'createShutdown' })
+        expect(g.uses).to.include({ server: 'hardenServer', outgoing: 'createHttpClient', cpu: 'createThreadPool' })
         expect(g.slowClients.held, 'slow-client sockets held').to.equal(0)
         expect(g.slowClients.answered, 'well-behaved clients answered').to.be.greaterThan(0)
         expect(g.clientLeft.completedAfterLeft, 'upstream work completed after the client left').to.equal(0)

@@ -2,9 +2,9 @@
 import Fastify from 'fastify'
 import { leakGuard } from '@leak-guard/fastify'
 
-export async function build({ guarded, services, guardOptions }) {
+export async function build({ guarded, services, guardOptions, shutdownOptions }) {
   const app = Fastify()
-  if (guarded) await app.register(leakGuard, guardOptions)
+  if (guarded) await app.register(leakGuard, { ...guardOptions, shutdown: shutdownOptions })
 
   app.get('/health', async () => 'ok')
   app.post('/ingest', async (request) => ({ received: Object.keys(request.body ?? {}).length }))
@@ -20,7 +20,8 @@ export async function build({ guarded, services, guardOptions }) {
   return {
     server: app.server,
     guard: guarded ? app.leakGuard : undefined,
-    fastify: app,
+    // The plugin drains fastify.server on app.close() / app.leakGuard.shutdown().
+    ownsShutdown: guarded,
     listen: async () => {
       await app.listen({ port: 0, host: '127.0.0.1' })
       return app.server.address().port

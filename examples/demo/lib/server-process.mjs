@@ -11,7 +11,9 @@ const guarded = side === 'guarded'
 const services = createServices({ guarded, upstream, profile })
 const { build } = await import(`../apps/${framework}.mjs`)
 const guardOptions = process.env.LEAK_GUARD_DEMO_DEBUG ? { ...profile.guard, captureStacks: true } : profile.guard
-const app = await build({ guarded, services, guardOptions })
+// Fastify's plugin creates the graceful shutdown itself from these options; the others get createShutdown below.
+const shutdownOptions = { gracePeriod: profile.shutdown.grace, forceAfter: profile.shutdown.hardDeadline }
+const app = await build({ guarded, services, guardOptions, shutdownOptions })
 const { server, guard } = app
 
 const leaks = []
@@ -41,9 +43,9 @@ const port = await app.listen()
 
 let stopping
 if (guard && pieces.createShutdown) {
-  const shutdown = core.createShutdown(server, { guard, gracePeriod: profile.shutdown.grace, forceAfter: profile.shutdown.hardDeadline })
-  uses.shutdown = 'createShutdown'
-  stopping = () => shutdown.close()
+  if (!app.ownsShutdown) core.createShutdown(server, { guard, ...shutdownOptions })
+  uses.shutdown = app.ownsShutdown ? 'createShutdown (plugin option)' : 'createShutdown'
+  stopping = () => guard.shutdown()
 } else if (guard) {
   uses.shutdown = 'guard.beginShutdown + abortAll'
   stopping = () =>
