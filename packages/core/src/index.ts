@@ -32,6 +32,13 @@ export { ThreadPool, createThreadPool } from './dispatch/thread-pool.js'
 export type { ThreadPoolOptions, ThreadRunOptions } from './dispatch/thread-pool.js'
 export type { AdmissionOptions, RunOptions, PoolStats } from './dispatch/admission.js'
 
+export { hardenServer, resolveHardenOptions } from './server/harden.js'
+export type { HardenOptions, ResolvedHardenOptions, AnyServer } from './server/harden.js'
+export { createShutdown, GracefulShutdown, kExternalClose, kCloseServer } from './server/shutdown.js'
+export type { ShutdownOptions, ResolvedShutdownOptions, ShutdownSummary } from './server/shutdown.js'
+export { createReadinessHandler, readinessAnswer } from './server/readiness.js'
+export type { ClosingState, ReadinessAnswer } from './server/readiness.js'
+
 export { takeSnapshot, formatSnapshot } from './observe/snapshot.js'
 export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snapshot.js'
 export { createDebugHandler, dumpOnSignal } from './observe/debug.js'

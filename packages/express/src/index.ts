@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import {
   bindRequestEvents,
+  createReadinessHandler,
+  type ClosingState,
   createGuard,
   validateRouteTimeout,
   type Guard,
@@ -9,6 +11,8 @@ import {
 } from '@leak-guard/core'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
+export { hardenServer, createShutdown } from '@leak-guard/core'
+export type { HardenOptions, ShutdownOptions, ShutdownSummary, GracefulShutdown } from '@leak-guard/core'
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -126,5 +130,20 @@ export function leakGuardErrorHandler(): ErrorRequestHandler {
       return
     }
     next(err)
+  }
+}
+
+/**
+ * Readiness probe route: 200 while serving, 503 + `Connection: close` from the first moment of the
+ * shutdown (`createShutdown({ guard })`, `guard.shutdown()`).
+ *
+ * @example
+ * const mw = leakGuard()
+ * app.get('/readyz', readiness(mw.guard))
+ */
+export function readiness(state: ClosingState): RequestHandler {
+  const handler = createReadinessHandler(state)
+  return function leakGuardReadiness(req: Request, res: Response): void {
+    handler(req, res)
   }
 }

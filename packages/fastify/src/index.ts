@@ -12,6 +12,13 @@ import {
   ShutdownError,
   TimeoutError,
   createGuard,
+  createShutdown,
+  kCloseServer,
+  kExternalClose,
+  readinessAnswer,
+  type ClosingState,
+  type GracefulShutdown,
+  type ShutdownOptions,
   logLeak,
   validateRouteTimeout,
   type Guard,
@@ -22,6 +29,21 @@ import {
 } from '@leak-guard/core'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
+export { hardenServer } from '@leak-guard/core'
+export type { HardenOptions, ShutdownOptions, ShutdownSummary } from '@leak-guard/core'
+
+/** Options of the plugin: the guard's options plus `shutdown`. */
+export interface LeakGuardPluginOptions extends GuardOptions {
+  /**
+   * Graceful shutdown of `fastify.server` through leak-guard (`createShutdown()` options without
+   * `guard`): `fastify.close()` then drains with `Connection: close`, closes idle sockets at once,
+   * aborts at `gracePeriod` and forces at `forceAfter`; `fastify.leakGuard.shutdown()` runs
+   * `readinessDelay` first, then `fastify.close()`, and resolves with the summary. `false` leaves
+   * `fastify.close()` as it is.
+   * @default {}
+   */
+  shutdown?: Omit<ShutdownOptions, 'guard'> | false
+}
 
 /** Per-route settings, under `config.leakGuard`. */
 export interface LeakGuardRouteConfig {
@@ -69,12 +91,14 @@ function routeTimeout(config: unknown, url: string): number | false | undefined 
   return timeout === undefined ? undefined : validateRouteTimeout(timeout, `config.leakGuard.timeout of ${url}`)
 }
 
-const plugin: FastifyPluginCallback<GuardOptions> = function leakGuardPlugin(fastify, options, done) {
+const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuardPlugin(fastify, options, done) {
   let guard: Guard
+  let shutdown: GracefulShutdown | undefined
   try {
     // Fastify passes its own registration keys (prefix, logLevel) along with ours.
-    const { prefix: _prefix, logLevel: _logLevel, logSerializers: _s, ...own } = options as GuardOptions & Record<string, unknown>
+    const { prefix: _prefix, logLevel: _logLevel, logSerializers: _s, shutdown: shutdownOptions, ...own } = options as LeakGuardPluginOptions & Record<string, unknown>
     guard = createGuard(own)
+    if (shutdownOptions !== false) shutdown = createShutdown(fastify.server, { ...(shutdownOptions ?? {}), guard })
   } catch (error) {
     done(error as Error)
     return
@@ -145,7 +169,42 @@ const plugin: FastifyPluginCallback<GuardOptions> = function leakGuardPlugin(fas
     })
   }
 
+  if (shutdown !== undefined) {
+    const drain = shutdown
+    // fastify.close() stops routing, runs preClose, then closes the server itself and runs onClose
+    // once it closed: the drain starts in preClose and its summary is awaited in onClose.
+    drain[kCloseServer](() => {
+      void fastify.close()
+    })
+    fastify.addHook('preClose', function leakGuardPreClose(next) {
+      void drain[kExternalClose]()
+      next()
+    })
+    fastify.addHook('onClose', async function leakGuardOnClose() {
+      await drain[kExternalClose]()
+    })
+  }
+
   done()
+}
+
+/**
+ * Readiness probe handler: 200 while serving, 503 + `Connection: close` from the first moment of the
+ * shutdown.
+ *
+ * @example
+ * app.get('/readyz', readiness(app.leakGuard))
+ */
+export function readiness(state: ClosingState) {
+  return function leakGuardReadiness(request: FastifyRequest, reply: FastifyReply): void {
+    const answer = readinessAnswer(state)
+    reply.code(answer.status)
+    for (const name of Object.keys(answer.headers)) {
+      if (name === 'Connection' && request.raw.httpVersionMajor >= 2) continue
+      reply.header(name, answer.headers[name]!)
+    }
+    reply.send(answer.body)
+  }
 }
 
 /**

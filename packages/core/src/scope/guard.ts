@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks'
 import { ShutdownError, type LeakGuardError } from '../errors.js'
 import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from './context.js'
+import type { ShutdownSummary } from '../server/shutdown.js'
 import { logLeak, type LeakLogger } from '../observe/leak-log.js'
 import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
@@ -184,6 +185,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
   #bodyCache: { payload: string; type: string } | undefined
   #lateTimers = new Set<NodeJS.Timeout>()
   #closing = false
+  #shutdownHook: (() => Promise<ShutdownSummary>) | undefined
   #endObservers: Array<(scope: RequestScope, outcome: ScopeOutcome) => void> | undefined
   #unwatch: (() => void) | undefined
 
@@ -382,6 +384,30 @@ export class Guard extends EventEmitter implements ScopeOwner {
   /** The body configured with `timeoutBody`, for adapters that answer through the framework. */
   get customTimeoutBody(): { payload: string; type: string } | undefined {
     return this.#bodyCache
+  }
+
+  /** @internal `createShutdown({ guard })` attaches its server drain here so `shutdown()` runs it. */
+  attachShutdown(hook: () => Promise<ShutdownSummary>): () => void {
+    this.#shutdownHook = hook
+    return () => {
+      if (this.#shutdownHook === hook) this.#shutdownHook = undefined
+    }
+  }
+
+  /**
+   * Graceful shutdown: runs the server drain of `createShutdown({ guard })` (or the Fastify adapter's
+   * `fastify.close()`) when one is attached. Without one there are no connections to drain: it marks
+   * the guard as closing, aborts live requests with `ShutdownError` and closes registered resources.
+   */
+  async shutdown(): Promise<ShutdownSummary> {
+    if (this.#shutdownHook !== undefined) return this.#shutdownHook()
+    const start = performance.now()
+    this.beginShutdown()
+    const aborted = this.abortAll()
+    const resources = this.resources()
+    await Promise.allSettled(resources.map((r) => r.close()))
+    this.dispose()
+    return { drained: 0, aborted, forced: 0, rejected: 0, resources: resources.length, durationMs: Math.round(performance.now() - start) }
   }
 
   /** Stops the guard's own timers (leak watchers). Called by shutdown; safe to call twice. */
