@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
 import { storage } from '../scope/context.js'
 import { kOwner, kTrack, type RequestScope, type ScopeOwner } from '../scope/request-scope.js'
-import { userStack } from './stack.js'
+import { captureUserStack, type LazyStack } from './stack.js'
 
 /**
  * Watches outgoing HTTP calls through diagnostics_channel and ties each to the request scope that
@@ -48,10 +48,10 @@ function scopeFor(): RequestScope | undefined {
 }
 
 /** Reports a late call, or tracks a call of a live scope until `done` is called. */
-function attach(scope: RequestScope, stack: string | undefined, label: string, key: object): boolean {
+function attach(scope: RequestScope, trace: LazyStack | undefined, label: string, key: object): boolean {
   const owner = scope[kOwner]
   if (scope.state !== 'running') {
-    owner.reportLeak(scope, 'request', stack)
+    owner.reportLeak(scope, 'request', trace?.stack)
     return false
   }
   let done!: () => void
@@ -59,7 +59,15 @@ function attach(scope: RequestScope, stack: string | undefined, label: string, k
     done = resolve
   })
   pending.set(key, done)
-  scope[kTrack]({ promise, stack, startedAt: performance.now(), kind: 'request', label })
+  scope[kTrack]({
+    promise,
+    get stack() {
+      return trace?.stack
+    },
+    startedAt: performance.now(),
+    kind: 'request',
+    label,
+  })
   return true
 }
 
@@ -75,7 +83,7 @@ function onUndiciCreate(message: unknown): void {
   if (scope === undefined) return
   const request = (message as { request?: UndiciRequest }).request
   if (request === undefined || request === null) return
-  const stack = scope[kOwner].captureStacks ? userStack(onUndiciCreate) : undefined
+  const stack = scope[kOwner].captureStacks ? captureUserStack(onUndiciCreate) : undefined
   attach(scope, stack, `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`, request)
 }
 
@@ -84,9 +92,9 @@ function onUndiciDone(message: unknown): void {
   if (request !== undefined && request !== null) finish(request)
 }
 
-function watchHttp(request: HttpClientRequest, stack: string | undefined, scope: RequestScope): void {
+function watchHttp(request: HttpClientRequest, trace: LazyStack | undefined, scope: RequestScope): void {
   const label = `${request.method ?? 'GET'} ${request.protocol ?? 'http:'}//${request.host ?? ''}${request.path ?? ''}`
-  if (attach(scope, stack, label, request)) request.once('close', () => finish(request))
+  if (attach(scope, trace, label, request)) request.once('close', () => finish(request))
 }
 
 function onHttpCreated(message: unknown): void {
@@ -95,7 +103,7 @@ function onHttpCreated(message: unknown): void {
   seenHttp.add(request)
   const scope = scopeFor()
   if (scope === undefined) return
-  watchHttp(request, scope[kOwner].captureStacks ? userStack(onHttpCreated) : undefined, scope)
+  watchHttp(request, scope[kOwner].captureStacks ? captureUserStack(onHttpCreated) : undefined, scope)
 }
 
 function onHttpStart(message: unknown): void {
@@ -104,7 +112,7 @@ function onHttpStart(message: unknown): void {
   seenHttp.add(request)
   const scope = scopeFor()
   if (scope === undefined) return
-  watchHttp(request, scope[kOwner].captureStacks ? userStack(onHttpStart) : undefined, scope)
+  watchHttp(request, scope[kOwner].captureStacks ? captureUserStack(onHttpStart) : undefined, scope)
 }
 
 const subscriptions: ReadonlyArray<readonly [string, (message: unknown) => void]> = [

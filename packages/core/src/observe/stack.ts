@@ -2,6 +2,10 @@
  * Stacks for late-work reports. A diagnostics_channel subscriber runs inside undici or node:http, so
  * the handler's frame sits below 20–40 internal frames: the default `Error.stackTraceLimit` (10)
  * would cut it off. The limit is raised for the one capture and the internal frames are dropped.
+ *
+ * V8 records the frames at capture time but formats them into text only when `.stack` is first read,
+ * and formatting is most of the cost (≈ 100 µs for 64 frames), so the text is built only when a leak
+ * is reported or a dump lists the work.
  */
 
 const DEEP = 64
@@ -9,16 +13,39 @@ const DEEP = 64
 // Frames that only say "inside undici / node:http / the channel": never the user's code.
 const internal = /\((?:node:|internal\/)|^\s+at (?:node:|new Promise \(<anonymous>\))|[\\/]node_modules[\\/](?:\.pnpm[\\/][^\\/]+[\\/]node_modules[\\/])?undici[\\/]/
 
+/** A captured stack whose text is built on first read. */
+export interface LazyStack {
+  readonly stack: string | undefined
+}
+
+class CapturedStack implements LazyStack {
+  #raw: { stack?: string } | undefined
+  #text: string | undefined
+
+  constructor(raw: { stack?: string }) {
+    this.#raw = raw
+  }
+
+  get stack(): string | undefined {
+    const raw = this.#raw
+    if (raw !== undefined) {
+      this.#raw = undefined
+      const lines = raw.stack?.split('\n').slice(1).filter((line) => !internal.test(line))
+      this.#text = lines === undefined || lines.length === 0 ? undefined : lines.join('\n')
+    }
+    return this.#text
+  }
+}
+
 /**
- * The stack of the caller of `below` (whose own frame and everything above it are omitted), without
- * Node-internal and undici frames. `undefined` if nothing is left.
+ * Captures the stack of the caller of `below` (whose own frame and everything above it are omitted);
+ * its text, read later, has no Node-internal or undici frames.
  */
-export function userStack(below: (...args: never[]) => unknown): string | undefined {
+export function captureUserStack(below: (...args: never[]) => unknown): LazyStack {
   const limit = Error.stackTraceLimit
   Error.stackTraceLimit = DEEP
-  const holder: { stack?: string } = {}
-  Error.captureStackTrace(holder, below)
+  const raw: { stack?: string } = {}
+  Error.captureStackTrace(raw, below)
   Error.stackTraceLimit = limit
-  const lines = holder.stack?.split('\n').slice(1).filter((line) => !internal.test(line))
-  return lines === undefined || lines.length === 0 ? undefined : lines.join('\n')
+  return new CapturedStack(raw)
 }
