@@ -128,13 +128,13 @@ const koaKit: AdapterKit = {
     app.use(bodyParser())
     const router = new Router()
     const id = (ctx: Koa.Context): string => String(ctx.get('x-id'))
-    const ok: Router.Middleware = (ctx) => {
+    const ok: Koa.Middleware = (ctx) => {
       ctx.body = work.ok(probe, id(ctx), ctx.signal, ctx.request.body)
     }
-    const slow: Router.Middleware = async (ctx) => {
+    const slow: Koa.Middleware = async (ctx) => {
       ctx.body = await work.slow(probe, id(ctx), ctx.signal, Number(param(ctx.query, 'ms') ?? 50), param(ctx.query, 'fail') === '1')
     }
-    const hang: Router.Middleware = async (ctx) => {
+    const hang: Koa.Middleware = async (ctx) => {
       ctx.body = await work.hang(probe, id(ctx), ctx.signal)
     }
     router.get('/ok', ok)

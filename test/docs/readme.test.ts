@@ -1,0 +1,102 @@
+import { expect } from 'chai'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join, relative } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+/** The READMEs whose code blocks must come from files that a test or an example runs. */
+function readmes(): string[] {
+  const files = [join(root, 'README.md')]
+  for (const dir of ['packages', 'examples']) {
+    for (const name of readdirSync(join(root, dir))) {
+      const file = join(root, dir, name, 'README.md')
+      if (existsSync(file)) files.push(file)
+    }
+  }
+  return files
+}
+
+interface Block {
+  lang: string
+  code: string
+  snippet: string | undefined
+}
+
+function blocks(markdown: string): Block[] {
+  const found: Block[] = []
+  const re = /(?:<!-- snippet: (\S+) -->\n)?```(\w*)\n([\s\S]*?)```/g
+  for (let m = re.exec(markdown); m; m = re.exec(markdown)) found.push({ snippet: m[1], lang: m[2]!, code: m[3]! })
+  return found
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  return port
+}
+
+async function waitForServer(port: number, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`snippet exited with ${child.exitCode}`)
+    try {
+      await fetch(`http://127.0.0.1:${port}/export`)
+      return
+    } catch {
+      await sleep(100)
+    }
+  }
+  throw new Error('snippet did not start listening')
+}
+
+describe('README code blocks', () => {
+  for (const file of readmes()) {
+    const name = relative(root, file)
+    it(`${name}: every TypeScript/JavaScript block is a snippet file, verbatim`, () => {
+      const markdown = readFileSync(file, 'utf8')
+      for (const block of blocks(markdown)) {
+        if (!['ts', 'js', 'mjs', 'typescript', 'javascript'].includes(block.lang)) continue
+        expect(block.snippet, `a ${block.lang} block in ${name} has no <!-- snippet: path --> marker:\n${block.code.slice(0, 200)}`).to.be.a('string')
+        const source = readFileSync(join(root, block.snippet!), 'utf8')
+        expect(block.code, `${name} differs from ${block.snippet}`).to.equal(source)
+      }
+    })
+  }
+
+  describe('the quick starts', () => {
+    let child: ChildProcess | undefined
+    afterEach(async () => {
+      if (child && child.exitCode === null) {
+        child.kill('SIGKILL')
+        await once(child, 'exit')
+      }
+      child = undefined
+    })
+
+    for (const framework of ['express', 'koa', 'fastify']) {
+      it(`${framework}: answers /slow with 503 at its 1 s deadline and serves the longer /export route`, async function () {
+        this.timeout(20_000)
+        const port = await freePort()
+        const cwd = join(root, 'examples', 'quickstart')
+        child = spawn(process.execPath, ['--import', 'tsx', `${framework}.ts`], { cwd, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'inherit', 'inherit'] })
+        await waitForServer(port, child)
+        const started = performance.now()
+        const slow = await fetch(`http://127.0.0.1:${port}/slow`)
+        const elapsed = performance.now() - started
+        expect(slow.status).to.equal(503)
+        expect(slow.headers.get('retry-after')).to.equal('1')
+        expect(elapsed).to.be.within(900, 1_400)
+        await slow.arrayBuffer()
+        const exported = await fetch(`http://127.0.0.1:${port}/export`)
+        expect(exported.status).to.equal(200)
+        expect(await exported.text()).to.equal('a long export')
+      })
+    }
+  })
+})
