@@ -1,6 +1,5 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { expect } from 'chai'
 import { createShutdown, hardenServer } from '@leak-guard/express'
 import { createApp } from '../../examples/express/src/app.js'
 import { startQuotesUpstream } from '../../examples/express/src/quotes-upstream.js'

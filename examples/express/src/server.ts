@@ -14,7 +14,6 @@ hardenServer(server, { headersTimeout: 10_000, requestTimeout: 30_000, keepAlive
 server.listen(Number(process.env.PORT ?? 3000), process.env.HOST ?? '127.0.0.1', () => {
   const { address, port } = server.address() as AddressInfo
   console.log(`listening on http://${address}:${port}`)
-  process.send?.({ port })
 })
 
 // On SIGTERM/SIGINT: readiness answers 503 at once, in-flight requests get 10 s and are then aborted,
