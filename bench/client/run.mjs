@@ -2,6 +2,9 @@
 // Requests/s through leak-guard's client.fetch()/client.request() vs undici's own fetch()/request()
 // on an Agent with the same settings, against a local upstream in a child process. Variants run
 // interleaved (the order rotates each round) and each figure is the median of the rounds.
+// Two figures per variant: requests/s (wall clock) and CPU time of this process per request. On a
+// shared, loaded machine the second is the steadier one: it does not count time the process was not
+// scheduled, and 1e6 / (CPU µs per request) is the throughput a CPU-bound client would reach.
 //
 //   node bench/client/run.mjs [--rounds 7] [--duration 2000] [--concurrency 32]
 import { fork } from 'node:child_process'
@@ -52,6 +55,11 @@ const variants = {
     const r = await fetch(url, { dispatcher: agent })
     await r.arrayBuffer()
   },
+  // What a caller pays for cancellation with undici alone: a fresh AbortController per call.
+  'undici fetch + signal': async () => {
+    const r = await fetch(url, { dispatcher: agent, signal: new AbortController().signal })
+    await r.arrayBuffer()
+  },
   'client.fetch': async () => {
     const r = await client.fetch(url)
     await r.arrayBuffer()
@@ -81,17 +89,24 @@ async function measure(fn) {
     }
   }
   const start = performance.now()
+  const cpu = process.cpuUsage()
   await Promise.all(Array.from({ length: concurrency }, worker))
-  return count / ((performance.now() - start) / 1000)
+  const used = process.cpuUsage(cpu)
+  return { rps: count / ((performance.now() - start) / 1000), cpuPerRequest: (used.user + used.system) / count }
 }
 
 const names = Object.keys(variants)
 // Warm-up: JIT, connections.
 for (const name of names) await measure.call(null, variants[name]).catch((e) => { throw e })
 const results = Object.fromEntries(names.map((n) => [n, []]))
+const cpu = Object.fromEntries(names.map((n) => [n, []]))
 for (let round = 0; round < rounds; round++) {
   const order = names.map((_, i) => names[(i + round) % names.length])
-  for (const name of order) results[name].push(await measure(variants[name]))
+  for (const name of order) {
+    const m = await measure(variants[name])
+    results[name].push(m.rps)
+    cpu[name].push(m.cpuPerRequest)
+  }
 }
 
 const median = (xs) => {
@@ -100,13 +115,16 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 const med = Object.fromEntries(names.map((n) => [n, median(results[n])]))
+const medCpu = Object.fromEntries(names.map((n) => [n, median(cpu[n])]))
 console.log(`node ${process.version}, undici ${(await import('undici/package.json', { with: { type: 'json' } })).default.version}, ${rounds} rounds x ${duration} ms, concurrency ${concurrency}`)
 for (const name of names) {
-  console.log(`${name.padEnd(38)} median ${med[name].toFixed(0).padStart(7)} req/s   rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
+  console.log(`${name.padEnd(38)} median ${med[name].toFixed(0).padStart(7)} req/s  ${medCpu[name].toFixed(1).padStart(7)} CPU µs/req   req/s rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
 }
-console.log(`ratio client.fetch / undici fetch:                 ${(med['client.fetch'] / med['undici fetch']).toFixed(3)}`)
-console.log(`ratio client.request / undici request:             ${(med['client.request'] / med['undici request']).toFixed(3)}`)
-console.log(`ratio client.request in a scope / undici request:  ${(med['client.request (in a request scope)'] / med['undici request']).toFixed(3)}`)
+const ratio = (a, b) => `${(med[a] / med[b]).toFixed(3)} (req/s)  ${(medCpu[b] / medCpu[a]).toFixed(3)} (CPU per request)`
+console.log(`ratio client.fetch / undici fetch:                 ${ratio('client.fetch', 'undici fetch')}`)
+console.log(`ratio client.fetch / undici fetch + signal:        ${ratio('client.fetch', 'undici fetch + signal')}`)
+console.log(`ratio client.request / undici request:             ${ratio('client.request', 'undici request')}`)
+console.log(`ratio client.request in a scope / undici request:  ${ratio('client.request (in a request scope)', 'undici request')}`)
 
 fakeRes.emit('close')
 await client.close()
