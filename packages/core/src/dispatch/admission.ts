@@ -1,4 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
+import { AsyncResource } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 import { PoolClosedError, PoolFullError, PoolQueueTimeoutError } from '../errors.js'
 import { integer, integerOrFalse, invalid } from '../options.js'
@@ -145,8 +145,8 @@ export class Task {
   reject!: (error: unknown) => void
   enqueuedAt = 0
   startedAt = 0
-  /** Runs a function in the submitter's AsyncLocalStorage context (set only for tasks that waited). */
-  restore: ((fn: (...args: unknown[]) => unknown, ...args: unknown[]) => unknown) | undefined = undefined
+  /** The submitter's AsyncLocalStorage context (set only for tasks that waited for a slot). */
+  context: AsyncResource | undefined = undefined
   stack: string | undefined = undefined
   prev: Task | undefined = undefined
   next: Task | undefined = undefined
@@ -274,7 +274,7 @@ export abstract class Admission {
   protected abstract abortRunning(task: Task, reason: unknown): void
   /** Stops the executor (threads). Called once, by `destroy()`. */
   protected abstract shutdownExecutor(): Promise<void>
-  /** Whether tasks need a signal of their own while running (thread pool: yes). */
+  /** Whether abortable tasks need a signal of their own while running (thread pool: yes). */
   protected abstract readonly ownSignal: boolean
   /** The signal for work that has neither a request nor a caller's signal. */
   protected abstract defaultSignal(): AbortSignal
@@ -325,7 +325,9 @@ export abstract class Admission {
       this.#begin(task)
     } else {
       // The task will start from whatever callback frees a slot; keep the submitter's context for it.
-      task.restore = AsyncLocalStorage.snapshot() as Task['restore']
+      // A plain AsyncResource, not AsyncLocalStorage.snapshot(): on Node 20 snapshot() goes through
+      // AsyncResource.bind(), which costs ~10× more (a deprecation getter and closures per call).
+      task.context = new AsyncResource('leak-guard.task')
       if (signal !== undefined) {
         task.listening = true
         signal.addEventListener('abort', task)
@@ -523,22 +525,18 @@ export abstract class Admission {
     this.#runningTasks.add(task)
     const now = performance.now()
     task.startedAt = now
-    if (task.restore !== undefined) {
+    if (task.context !== undefined) {
       this.#stats.waitTotal += now - task.enqueuedAt
     }
     this.#stats.waitCount++
     // Which signal the work sees: one source is handed over as is; two (request + caller) need a
-    // controller of their own, and the thread pool always has one (aborting it kills the thread).
+    // controller of their own. A thread task that can be aborted always has one (aborting it kills the
+    // thread); one that cannot (no request, no signal) has none, which spares piscina's abort path.
     const scope = group.scope
-    if (this.ownSignal || (scope !== undefined && task.signal !== undefined)) {
-      const controller = new AbortController()
-      task.controller = controller
-      task.execSignal = controller.signal
-      // The caller's signal must reach the controller while the task runs.
-      if (task.signal !== undefined && !task.listening) {
-        task.listening = true
-        task.signal.addEventListener('abort', task)
-      }
+    if (this.ownSignal) {
+      if (scope !== undefined || task.signal !== undefined) this.#control(task)
+    } else if (scope !== undefined && task.signal !== undefined) {
+      this.#control(task)
     } else if (scope !== undefined) {
       task.execSignal = scope.signal
     } else if (task.signal !== undefined) {
@@ -549,6 +547,18 @@ export abstract class Admission {
       task.execSignal = this.defaultSignal()
     }
     this.start(task)
+  }
+
+  /** Gives `task` a controller of its own, fed by the caller's signal (the request's comes via its group). */
+  #control(task: Task): void {
+    const controller = new AbortController()
+    task.controller = controller
+    task.execSignal = controller.signal
+    // The caller's signal must reach the controller while the task runs.
+    if (task.signal !== undefined && !task.listening) {
+      task.listening = true
+      task.signal.addEventListener('abort', task)
+    }
   }
 
   /** Called by the executor when a running task settled. */
@@ -582,7 +592,7 @@ export abstract class Admission {
   #finish(task: Task): void {
     if (task.listening) this.#unlisten(task)
     task.state = DONE
-    task.restore = undefined
+    task.context = undefined
     task.work = undefined
   }
 

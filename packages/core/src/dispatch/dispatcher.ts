@@ -62,7 +62,7 @@ export class Dispatcher extends Admission {
     const signal = task.execSignal!
     let result: unknown
     try {
-      result = task.restore === undefined ? fn(signal) : task.restore(fn as (...args: unknown[]) => unknown, signal)
+      result = task.context === undefined ? fn(signal) : task.context.runInAsyncScope(fn, undefined, signal)
     } catch (error) {
       this.settle(task, false, error)
       return

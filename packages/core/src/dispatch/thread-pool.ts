@@ -160,7 +160,8 @@ export class ThreadPool extends Admission {
 
   protected start(task: Task): void {
     const extra = task.options as ThreadRunOptions | undefined
-    const runOptions: { signal: AbortSignal; transferList?: TransferListItem[]; name?: string } = { signal: task.execSignal! }
+    const runOptions: { signal?: AbortSignal; transferList?: TransferListItem[]; name?: string } = {}
+    if (task.controller !== undefined) runOptions.signal = task.controller.signal
     if (extra?.transferList !== undefined) runOptions.transferList = extra.transferList as TransferListItem[]
     if (extra?.name !== undefined) runOptions.name = extra.name
     this.#piscina.run(task.work, runOptions).then(
@@ -188,14 +189,14 @@ export class ThreadPool extends Admission {
     this.#killing++
     try {
       // piscina rejects the task and, if a thread runs it, terminates that thread and starts a new one.
-      task.controller!.abort(reason)
+      task.controller?.abort(reason)
     } finally {
       this.#killing--
     }
   }
 
   protected defaultSignal(): AbortSignal {
-    throw new Error('unreachable: thread tasks always have a signal of their own')
+    throw new Error('unreachable: thread tasks get no signal unless they can be aborted')
   }
 
   protected async shutdownExecutor(): Promise<void> {
