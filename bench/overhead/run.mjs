@@ -1,0 +1,260 @@
+#!/usr/bin/env node
+// Overhead of leak-guard on hello-world servers, against the bare framework and its usual timeout peer.
+//
+// Every (framework, variant) server runs in its own child process forked with this same Node binary.
+// autocannon loads one server at a time from this process over 127.0.0.1; the server measures its own
+// CPU time (process.cpuUsage(), user + system) over the run and divides it by the requests it served.
+// Round r runs every variant once: frameworks in rotated order, and within a framework its variants in
+// rotated order, so a framework's variants run back to back and drift in background load hits all of
+// them alike. Figures are medians over the rounds; a ratio is the median of the per-round ratios to the
+// bare framework measured in the same round.
+//
+// By default autocannon saturates the server; `--rate N` sends a fixed N requests/s instead, so every
+// variant serves the same load (CPU per request then does not depend on how many requests the event
+// loop batches per tick, which changes with throughput).
+//
+//   node bench/overhead/run.mjs [--rounds 5] [--duration 3] [--warmup 1] [--connections 50] [--rate N]
+//                               [--frameworks express,koa,fastify] [--variants bare,lg-signal,...] [--json]
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import os from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+
+const allFrameworks = ['express', 'koa', 'fastify']
+const allVariants = ['bare', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer']
+const peerName = { express: 'connect-timeout', koa: 'koa-timeout-v2', fastify: 'handlerTimeout' }
+const label = (framework, variant) =>
+  ({
+    bare: 'bare',
+    'lg-nocontext': 'leak-guard `context: false`',
+    'lg-default': 'leak-guard default',
+    'lg-signal': 'leak-guard default + signal read',
+    peer: `${peerName[framework]} (peer)`,
+  })[variant]
+
+function parseArgs(argv) {
+  const out = { rounds: 5, duration: 3, warmup: 1, connections: 50, rate: undefined, frameworks: allFrameworks, variants: allVariants, json: false }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const value = () => {
+      const v = argv[++i]
+      if (v === undefined) throw new Error(`${a} needs a value`)
+      return v
+    }
+    const number = (min) => {
+      const n = Number(value())
+      if (!Number.isFinite(n) || n < min) throw new Error(`${a} must be a number >= ${min}`)
+      return n
+    }
+    if (a === '--rounds') out.rounds = Math.trunc(number(1))
+    else if (a === '--duration') out.duration = number(0.5)
+    else if (a === '--warmup') out.warmup = number(0)
+    else if (a === '--connections') out.connections = Math.trunc(number(1))
+    else if (a === '--rate') out.rate = Math.trunc(number(1))
+    else if (a === '--frameworks') out.frameworks = list(value(), allFrameworks, a)
+    else if (a === '--variants') out.variants = list(value(), allVariants, a)
+    else if (a === '--json') out.json = true
+    else if (a === '--help' || a === '-h') {
+      console.log('node bench/overhead/run.mjs [--rounds 5] [--duration 3] [--warmup 1] [--connections 50] [--rate req/s] [--frameworks express,koa,fastify] [--variants bare,lg-nocontext,lg-default,lg-signal,peer] [--json]')
+      process.exit(0)
+    } else throw new Error(`unknown argument ${a}`)
+  }
+  if (!out.variants.includes('bare')) out.variants = ['bare', ...out.variants]
+  return out
+}
+
+function list(text, allowed, name) {
+  const items = text.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const item of items) if (!allowed.includes(item)) throw new Error(`${name}: unknown ${item} (one of ${allowed.join(', ')})`)
+  return allowed.filter((x) => items.includes(x))
+}
+
+const opts = parseArgs(process.argv.slice(2))
+const here = dirname(fileURLToPath(import.meta.url))
+// Progress goes to stderr so stdout is only the table (or the JSON).
+const log = (...a) => console.error(...a)
+
+function median(values) {
+  const s = [...values].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function rotate(items, by) {
+  const k = ((by % items.length) + items.length) % items.length
+  return [...items.slice(k), ...items.slice(0, k)]
+}
+
+class Server {
+  constructor(framework, variant) {
+    this.framework = framework
+    this.variant = variant
+    this.child = fork(join(here, 'server.mjs'), [framework, variant], {
+      execPath: process.execPath,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    this.child.on('exit', (code) => {
+      if (!this.closing) {
+        console.error(`server ${framework}/${variant} exited with ${code}`)
+        process.exit(1)
+      }
+    })
+  }
+  async ready() {
+    const [message] = await once(this.child, 'message')
+    this.port = message.port
+  }
+  async ask(type, reply) {
+    const answer = new Promise((resolve) => {
+      const onMessage = (m) => {
+        if (m.type !== reply) return
+        this.child.off('message', onMessage)
+        resolve(m)
+      }
+      this.child.on('message', onMessage)
+    })
+    this.child.send({ type })
+    return answer
+  }
+  async close() {
+    this.closing = true
+    this.child.send({ type: 'exit' })
+    await Promise.race([once(this.child, 'exit'), new Promise((r) => setTimeout(r, 2000).unref())])
+    if (this.child.exitCode === null) this.child.kill()
+  }
+}
+
+function load(port, seconds) {
+  return autocannon({
+    url: `http://127.0.0.1:${port}/`,
+    connections: opts.connections,
+    pipelining: 1,
+    duration: seconds,
+    ...(opts.rate === undefined ? {} : { overallRate: opts.rate }),
+  })
+}
+
+async function measure(server, seconds) {
+  await server.ask('start', 'started')
+  const result = await load(server.port, seconds)
+  const stats = await server.ask('stop', 'stopped')
+  const bad = result.errors + result.timeouts + result.non2xx
+  if (bad > 0) log(`  warning: ${server.framework}/${server.variant}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx`)
+  return {
+    cpuPerReq: stats.requests > 0 ? stats.cpuMicros / stats.requests : NaN,
+    reqPerSec: result.requests.total / result.duration,
+    requests: stats.requests,
+    bad,
+  }
+}
+
+const servers = new Map()
+for (const f of opts.frameworks) for (const v of opts.variants) servers.set(`${f}/${v}`, new Server(f, v))
+await Promise.all([...servers.values()].map((s) => s.ready()))
+
+const started = Date.now()
+const load1 = os.loadavg()
+log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${load1.map((x) => x.toFixed(2)).join(' ')}`)
+log(`${servers.size} servers, ${opts.rounds} rounds x ${opts.duration} s, ${opts.connections} connections${opts.rate ? `, ${opts.rate} req/s` : ''}, warm-up ${opts.warmup} s each`)
+
+if (opts.warmup > 0) {
+  for (const s of servers.values()) await load(s.port, opts.warmup)
+}
+
+const samples = new Map([...servers.keys()].map((k) => [k, []]))
+for (let r = 0; r < opts.rounds; r++) {
+  for (const f of rotate(opts.frameworks, r)) {
+    for (const v of rotate(opts.variants, r)) {
+      const key = `${f}/${v}`
+      const m = await measure(servers.get(key), opts.duration)
+      samples.get(key).push(m)
+    }
+  }
+  log(`round ${r + 1}/${opts.rounds} done (${Math.round((Date.now() - started) / 1000)} s)`)
+}
+await Promise.all([...servers.values()].map((s) => s.close()))
+const load2 = os.loadavg()
+
+const results = []
+for (const f of opts.frameworks) {
+  const base = samples.get(`${f}/bare`)
+  for (const v of opts.variants) {
+    const s = samples.get(`${f}/${v}`)
+    const cpuRatios = s.map((m, i) => m.cpuPerReq / base[i].cpuPerReq)
+    const rpsRatios = s.map((m, i) => m.reqPerSec / base[i].reqPerSec)
+    results.push({
+      framework: f,
+      variant: v,
+      label: label(f, v),
+      cpuPerReq: median(s.map((m) => m.cpuPerReq)),
+      cpuRatio: median(cpuRatios),
+      cpuRatioMin: Math.min(...cpuRatios),
+      cpuRatioMax: Math.max(...cpuRatios),
+      reqPerSec: median(s.map((m) => m.reqPerSec)),
+      rpsRatio: median(rpsRatios),
+      bad: s.reduce((n, m) => n + m.bad, 0),
+      rounds: s,
+    })
+  }
+}
+
+const get = (f, v) => results.find((x) => x.framework === f && x.variant === v)
+const major = Number(process.versions.node.split('.')[0])
+const budgets = []
+if (opts.frameworks.includes('fastify')) {
+  const check = (variant, limit, note) => {
+    const r = get('fastify', variant)
+    if (r !== undefined) budgets.push({ what: `Fastify ${r.label}`, ratio: r.cpuRatio, limit, pass: limit === undefined ? undefined : r.cpuRatio <= limit, note })
+  }
+  check('lg-signal', major >= 24 ? 1.1 : 1.3, `budget on Node ${major >= 24 ? '24' : '20'}`)
+  if (major < 24) check('lg-nocontext', 1.15, 'budget on Node 20')
+  check('peer', undefined, 'reference: Fastify 5.8+ handlerTimeout with request.signal read')
+  const lg = get('fastify', 'lg-signal')
+  const peer = get('fastify', 'peer')
+  if (lg !== undefined && peer !== undefined) {
+    budgets.push({ what: 'leak-guard + signal vs handlerTimeout + signal (CPU/request)', ratio: lg.cpuPerReq / peer.cpuPerReq, limit: 1, pass: lg.cpuPerReq <= peer.cpuPerReq, note: 'leak-guard should cost less' })
+  }
+}
+
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model,
+  loadavgBefore: load1,
+  loadavgAfter: load2,
+  rounds: opts.rounds,
+  duration: opts.duration,
+  warmup: opts.warmup,
+  connections: opts.connections,
+  rate: opts.rate ?? 'saturating',
+  seconds: Math.round((Date.now() - started) / 1000),
+}
+
+if (opts.json) {
+  console.log(JSON.stringify({ meta, results, budgets }, null, 2))
+} else {
+  const f1 = (x) => x.toFixed(1)
+  const f2 = (x) => x.toFixed(2)
+  const lines = []
+  lines.push(`Node ${meta.node}, ${meta.cpus} CPUs (${meta.cpuModel}), ${meta.date}`)
+  lines.push(`${meta.rounds} rounds x ${meta.duration} s (after ${meta.warmup} s warm-up), ${meta.connections} connections, pipelining 1, ${opts.rate ? `fixed ${opts.rate} req/s` : 'saturating'}; load average before ${load1.map(f2).join(' ')}, after ${load2.map(f2).join(' ')}; ${meta.seconds} s`)
+  lines.push('')
+  lines.push('| framework | variant | CPU µs/req | × bare (min–max) | req/s | × bare |')
+  lines.push('|---|---|---:|---:|---:|---:|')
+  for (const r of results) {
+    const flag = r.bad > 0 ? ` ⚠ ${r.bad} failed` : ''
+    lines.push(`| ${r.framework} | ${r.label}${flag} | ${f1(r.cpuPerReq)} | ${f2(r.cpuRatio)} (${f2(r.cpuRatioMin)}–${f2(r.cpuRatioMax)}) | ${Math.round(r.reqPerSec)} | ${f2(r.rpsRatio)} |`)
+  }
+  if (budgets.length > 0) {
+    lines.push('')
+    lines.push('| check (CPU/request) | ratio | limit | result |')
+    lines.push('|---|---:|---:|---|')
+    for (const b of budgets) {
+      lines.push(`| ${b.what} (${b.note}) | ${f2(b.ratio)} | ${b.limit === undefined ? '—' : `≤ ${f2(b.limit)}`} | ${b.pass === undefined ? '—' : b.pass ? 'pass' : 'FAIL'} |`)
+    }
+  }
+  console.log(lines.join('\n'))
+}
