@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import http, { createServer, type Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
+import { Pool } from 'undici'
 import express from 'express'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { leakGuard as expressLeakGuard } from '@leak-guard/express'
@@ -202,6 +203,34 @@ describe('late-work detection', () => {
       await sleep(100)
       expect(events).to.have.length(0)
       expect(app!.leakGuard.stats().leaks.request).to.equal(0)
+    })
+  })
+
+  describe('when a connection-limited undici Pool creates a queued request later', () => {
+    it('does not blame the scope that happens to own the socket', async () => {
+      upstream.delay = 40
+      await fastifyApp({ leakGracePeriod: 30 })
+      const events: LeakEvent[] = []
+      app!.leakGuard.on('leak', (event: LeakEvent) => events.push(event))
+      const pool = new Pool(`http://127.0.0.1:${upstream.port}`, { connections: 1 })
+      try {
+        app!.get('/pooled/:n', async (request) => {
+          const r = await pool.request({ method: 'GET', path: `/${(request.params as { n: string }).n}` })
+          return r.body.text()
+        })
+        const port = await listen()
+        // The first request opens the pool's only socket in its own context, then ends.
+        expect((await send(port, { path: '/pooled/0' })).body).to.equal('upstream')
+        // The next two share that socket: the second waits in the pool's queue, and undici creates its
+        // request from the socket's callbacks, in the first (ended) request's context.
+        const replies = await Promise.all([send(port, { path: '/pooled/1' }), send(port, { path: '/pooled/2' })])
+        expect(replies.map((r) => r.body)).to.deep.equal(['upstream', 'upstream'])
+        await sleep(80)
+        expect(upstream.hits).to.equal(3)
+        expect(events).to.deep.equal([])
+      } finally {
+        await pool.close()
+      }
     })
   })
 

@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
 import { storage } from '../scope/context.js'
 import { kOwner, kTrack, type RequestScope, type ScopeOwner } from '../scope/request-scope.js'
-import { captureUserStack, type LazyStack } from './stack.js'
+import { calledFromUserCode, captureUserStack, type LazyStack } from './stack.js'
 
 /**
  * Watches outgoing HTTP calls through diagnostics_channel and ties each to the request scope that
@@ -18,6 +18,11 @@ import { captureUserStack, type LazyStack } from './stack.js'
  * publishes `http.client.request.created` synchronously in newer Node (24 has it, 20 does not) and
  * `http.client.request.start` later, once a socket is assigned; on Node 20 only the latter fires, so
  * the scope is still right but the stack no longer names the caller.
+ *
+ * Limit: a connection-limited undici Pool creates the requests it queued later, from its socket's
+ * callbacks, where AsyncLocalStorage holds the context of whoever opened the socket. Such a request is
+ * never reported as started late (its stack holds no user frame, checked only on that rare path), but
+ * while that other scope is still live the call is listed under it.
  *
  * The channels are subscribed while at least one guard watches and unsubscribed when the last one
  * is disposed.
@@ -47,11 +52,17 @@ function scopeFor(): RequestScope | undefined {
   return scope
 }
 
-/** Reports a late call, or tracks a call of a live scope until `done` is called. */
-function attach(scope: RequestScope, trace: LazyStack | undefined, label: string, key: object): boolean {
+/**
+ * Reports a late call, or tracks a call of a live scope until `done` is called. `origin` is the channel
+ * subscriber when it runs synchronously inside the caller's code, so a late call can be checked for
+ * really coming from user code before it is blamed on the scope (see `calledFromUserCode`).
+ */
+function attach(scope: RequestScope, trace: LazyStack | undefined, label: string, key: object, origin?: (message: unknown) => void): boolean {
   const owner = scope[kOwner]
   if (scope.state !== 'running') {
-    owner.reportLeak(scope, 'request', trace?.stack)
+    // Rare path: the cost of a stack walk is paid only here.
+    const fromUser = origin === undefined || (trace !== undefined ? trace.stack !== undefined : calledFromUserCode(origin))
+    if (fromUser) owner.reportLeak(scope, 'request', trace?.stack)
     return false
   }
   let done!: () => void
@@ -84,7 +95,7 @@ function onUndiciCreate(message: unknown): void {
   const request = (message as { request?: UndiciRequest }).request
   if (request === undefined || request === null) return
   const stack = scope[kOwner].captureStacks ? captureUserStack(onUndiciCreate) : undefined
-  attach(scope, stack, `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`, request)
+  attach(scope, stack, `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`, request, onUndiciCreate)
 }
 
 function onUndiciDone(message: unknown): void {
@@ -92,9 +103,9 @@ function onUndiciDone(message: unknown): void {
   if (request !== undefined && request !== null) finish(request)
 }
 
-function watchHttp(request: HttpClientRequest, trace: LazyStack | undefined, scope: RequestScope): void {
+function watchHttp(request: HttpClientRequest, trace: LazyStack | undefined, scope: RequestScope, origin?: (message: unknown) => void): void {
   const label = `${request.method ?? 'GET'} ${request.protocol ?? 'http:'}//${request.host ?? ''}${request.path ?? ''}`
-  if (attach(scope, trace, label, request)) request.once('close', () => finish(request))
+  if (attach(scope, trace, label, request, origin)) request.once('close', () => finish(request))
 }
 
 function onHttpCreated(message: unknown): void {
@@ -103,7 +114,7 @@ function onHttpCreated(message: unknown): void {
   seenHttp.add(request)
   const scope = scopeFor()
   if (scope === undefined) return
-  watchHttp(request, scope[kOwner].captureStacks ? captureUserStack(onHttpCreated) : undefined, scope)
+  watchHttp(request, scope[kOwner].captureStacks ? captureUserStack(onHttpCreated) : undefined, scope, onHttpCreated)
 }
 
 function onHttpStart(message: unknown): void {

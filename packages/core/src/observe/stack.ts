@@ -49,3 +49,13 @@ export function captureUserStack(below: (...args: never[]) => unknown): LazyStac
   Error.stackTraceLimit = limit
   return new CapturedStack(raw)
 }
+
+/**
+ * True when the synchronous stack below `below` holds a frame of user code. undici creates the
+ * requests it had queued in a connection-limited pool later, from its own callbacks, where the
+ * AsyncLocalStorage context is that of whoever owns the socket, not of the caller: such a stack holds
+ * only undici and Node frames, and the scope read there must not be blamed.
+ */
+export function calledFromUserCode(below: (...args: never[]) => unknown): boolean {
+  return captureUserStack(below).stack !== undefined
+}
