@@ -225,20 +225,26 @@ describe('RequestScope', () => {
   })
 
   describe('race()', () => {
-    it('rejects with the timeout and swallows the late rejection of the raced work', async () => {
-      const guard = createGuard({ timeout: 20 })
-      const { scope, res } = begin(guard, undefined)
-      let fail!: (e: Error) => void
-      const work = new Promise((_, reject) => (fail = reject))
-      const raced = scope.race(work)
-      await raced.then(
-        () => expect.fail('should reject'),
-        (error: { code: string }) => expect(error.code).to.equal('LG_ERR_TIMEOUT'),
-      )
-      fail(new Error('late'))
-      await sleep(5)
-      expect(guard.stats().leaks.handler).to.equal(1)
-      res.finish()
-    })
+    for (const [label, delay, reported] of [
+      ['within leakGracePeriod of the abort (it honoured the signal)', 5, 0],
+      ['later than leakGracePeriod after the abort', 60, 1],
+    ] as const) {
+      it(`rejects with the timeout and swallows a late rejection ${label}, reporting it ${reported ? 'as late work' : 'not at all'}`, async () => {
+        const guard = createGuard({ timeout: 20, leakGracePeriod: 30 })
+        const { scope, res } = begin(guard, undefined)
+        let fail!: (e: Error) => void
+        const work = new Promise((_, reject) => (fail = reject))
+        const raced = scope.race(work)
+        await raced.then(
+          () => expect.fail('should reject'),
+          (error: { code: string }) => expect(error.code).to.equal('LG_ERR_TIMEOUT'),
+        )
+        await sleep(delay)
+        fail(new Error('late'))
+        await sleep(5)
+        expect(guard.stats().leaks.handler).to.equal(reported)
+        res.finish()
+      })
+    }
   })
 })

@@ -174,6 +174,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
   readonly timeoutStatus: number
   readonly retryAfterHeaders: Record<string, string> | undefined
   readonly captureStacks: boolean
+  readonly leakGracePeriod: number
 
   #live = new Set<RequestScope>()
   #started = 0
@@ -195,6 +196,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.options = Object.freeze(resolved)
     this.timeoutStatus = resolved.timeoutStatus
     this.captureStacks = resolved.captureStacks
+    this.leakGracePeriod = resolved.leakGracePeriod
     this.retryAfterHeaders = resolved.retryAfter === false ? undefined : Object.freeze({ 'Retry-After': String(resolved.retryAfter) })
     if (resolved.timeoutBody !== undefined) {
       const body = resolved.timeoutBody

@@ -43,6 +43,7 @@ export interface ScopeOwner {
   readonly timeoutStatus: number
   readonly retryAfterHeaders: Record<string, string> | undefined
   readonly captureStacks: boolean
+  readonly leakGracePeriod: number
   scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
   reportLeak(scope: RequestScope, kind: 'spawn' | 'task' | 'request' | 'handler', stack?: string): void
@@ -113,6 +114,7 @@ export class RequestScope {
   #handlers: AbortHandler[] | undefined
   #tasks: Set<SpawnedTask> | undefined
   #endTime: number
+  #abortTime: number
 
   /** @internal Created by `Guard#begin`. */
   constructor(owner: ScopeOwner, req: AnyRequest, res: AnyResponse, timeout: number | false, ctx: unknown, host: ScopeHost | undefined) {
@@ -134,6 +136,7 @@ export class RequestScope {
     this.#handlers = undefined
     this.#tasks = undefined
     this.#endTime = 0
+    this.#abortTime = 0
     if (timeout !== false) this[kArm](timeout)
   }
 
@@ -244,6 +247,7 @@ export class RequestScope {
   abort(reason: LeakGuardError): void {
     if (this.#reason !== undefined) return
     this.#reason = reason
+    this.#abortTime = performance.now()
     if (this.#state === OPEN) this.#state = ABORTED
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer)
@@ -372,10 +376,12 @@ export class RequestScope {
   }
 
   /**
-   * Records that the request's handler settled after the request was already answered because of an
-   * abort (a late completion). Adapters call it; it counts as late work of kind `handler`.
+   * Records that the request's handler settled after the request was aborted and answered (or its
+   * client left). A handler that stops within `leakGracePeriod` of the abort honoured its signal; one
+   * that settles later is reported as late work of kind `handler`. Adapters call it.
    */
   reportLateSettle(): void {
+    if (this.#abortTime === 0 || performance.now() - this.#abortTime < this.#owner.leakGracePeriod) return
     this.#owner.reportLeak(this, 'handler')
   }
 
