@@ -1,6 +1,7 @@
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
-import { createServer, type Server } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { createServer, type RequestListener, type Server } from 'node:http'
+import { createSecureServer, type Http2SecureServer } from 'node:http2'
 import { PassThrough } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import express from 'express'
@@ -13,15 +14,22 @@ import * as expressGuard from '@leak-guard/express'
 import * as koaGuard from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
 import { Probe, work } from './probe.js'
+import { tlsPair } from '../http2/tls.js'
 
 /** Per-route timeout of `/long`, in ms: longer than the default the suite gives the guard. */
 export const LONG_TIMEOUT = 400
+
+/**
+ * The servers a cell runs on: `http` is `node:http`; `http2` is a `node:http2` secure server with
+ * `allowHTTP1` (Fastify: `http2: true` + `https`), self-signed pair from test/http2/fixtures.
+ */
+export type ServerKind = 'http' | 'http2'
 
 export interface Harness {
   name: string
   url: string
   port: number
-  server: Server
+  server: Server | Http2SecureServer
   guard: Guard
   probe: Probe
   /** Every response object the app handled, to check that no leak-guard listener stays on it. */
@@ -31,20 +39,71 @@ export interface Harness {
 
 export interface AdapterKit {
   name: 'express' | 'koa' | 'fastify'
+  /** What the suite's describe() shows: framework, version and server kind when not the default cell. */
+  title: string
   start(options?: GuardOptions): Promise<Harness>
   /** Creating the guard with `options` (throws, or rejects for Fastify's register). */
   create(options: unknown): Promise<unknown>
 }
 
-async function listen(server: Server): Promise<number> {
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return (server.address() as AddressInfo).port
+/**
+ * The framework modules a cell runs on. Typed as the default cell's majors; a matrix cell passes its
+ * pinned major's modules (`express@4`, `koa@2`, `fastify@4`), whose runtime API the fixtures share.
+ */
+export interface Frameworks {
+  express: typeof express
+  Koa: typeof Koa
+  Router: typeof Router
+  bodyParser: typeof bodyParser
+  Fastify: typeof Fastify
 }
 
-async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
+/** The Express adapter's API the fixture uses: `@leak-guard/express`, or a stand-in for testing the suite. */
+export type ExpressAdapter = Pick<typeof expressGuard, 'leakGuard' | 'withTimeout' | 'leakGuardErrorHandler'>
+
+export interface KitOptions {
+  /** @default 'http' */
+  server?: ServerKind
+  /** @default the `@leak-guard/express` module */
+  expressAdapter?: ExpressAdapter
+  /** Added to the kits' titles, e.g. `express 4.21.2`. */
+  versions?: Partial<Record<AdapterKit['name'], string>>
+}
+
+/** A listening server plus a close() that destroys every connection first (HTTP/1, TLS, HTTP/2 sessions). */
+interface Listening {
+  server: Server | Http2SecureServer
+  port: number
+  scheme: 'http' | 'https'
+  close(): Promise<void>
+}
+
+function track(server: Server | Http2SecureServer): Set<Socket> {
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  return sockets
+}
+
+async function serve(kind: ServerKind, handler: RequestListener): Promise<Listening> {
+  const server: Server | Http2SecureServer =
+    kind === 'http' ? createServer(handler) : createSecureServer({ ...tlsPair, allowHTTP1: true }, handler as never)
+  const sockets = track(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as AddressInfo).port
+  return {
+    server,
+    port,
+    scheme: kind === 'http' ? 'http' : 'https',
+    async close() {
+      if (kind === 'http') (server as Server).closeAllConnections()
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
 }
 
 function param(query: unknown, name: string): string | undefined {
@@ -52,8 +111,19 @@ function param(query: unknown, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
 
-const expressKit: AdapterKit = {
+function expressKit(fw: Frameworks['express'], kind: ServerKind, expressGuard: ExpressAdapter, title: string, version: string | undefined): AdapterKit {
+  const express = fw
+  // Express 4 ignores the promise a handler returns, so a rejection is unhandled unless the app passes
+  // it to next() (as Express 4 apps do, by hand or with express-async-errors); Express 5 does that itself.
+  const handles = version === undefined || Number.parseInt(version, 10) >= 5
+  const route = (fn: (req: express.Request, res: express.Response) => Promise<void>): express.RequestHandler =>
+    handles ? fn : (req, res, next) => void fn(req, res).catch(next)
+  // Express 4's express.json() sets `req.body = {}` on requests without a body; Express 5 leaves it unset.
+  const bodyOf = (req: express.Request): unknown =>
+    req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined ? req.body : undefined
+  return {
   name: 'express',
+  title,
   async create(options) {
     return expressGuard.leakGuard(options as GuardOptions)
   },
@@ -70,14 +140,14 @@ const expressKit: AdapterKit = {
     app.use(express.json())
     const id = (req: express.Request): string => String(req.headers['x-id'])
     const ok: express.RequestHandler = (req, res) => {
-      res.json(work.ok(probe, id(req), req.signal, req.body))
+      res.json(work.ok(probe, id(req), req.signal, bodyOf(req)))
     }
-    const slow: express.RequestHandler = async (req, res) => {
+    const slow = route(async (req, res) => {
       res.json(await work.slow(probe, id(req), req.signal, Number(param(req.query, 'ms') ?? 50), param(req.query, 'fail') === '1'))
-    }
-    const hang: express.RequestHandler = async (req, res) => {
+    })
+    const hang = route(async (req, res) => {
       res.json(await work.hang(probe, id(req), req.signal))
-    }
+    })
     app.get('/ok', ok)
     app.post('/ok', ok)
     app.get('/slow', slow)
@@ -86,32 +156,35 @@ const expressKit: AdapterKit = {
     app.post('/hang', hang)
     app.get('/long', expressGuard.withTimeout(LONG_TIMEOUT), slow)
     app.get('/hang-long', expressGuard.withTimeout(LONG_TIMEOUT), hang)
-    app.get('/stream', expressGuard.withTimeout(false), async (req, res) => {
+    app.get('/stream', expressGuard.withTimeout(false), route(async (req, res) => {
       probe.start(id(req), req.signal)
       res.write('a')
       await sleep(Number(param(req.query, 'ms') ?? 50))
       res.end('b')
-    })
-    app.get('/headers-then-hang', async (req, res) => {
+    }))
+    app.get('/headers-then-hang', route(async (req, res) => {
       probe.start(id(req), req.signal)
       res.write('partial')
       await once(req.signal, 'abort')
-    })
-    app.get('/context', async (req, res) => {
+    }))
+    app.get('/context', route(async (req, res) => {
       res.json(await work.context(probe, id(req), req.scope))
-    })
+    }))
     app.get('/context-off', (_req, res) => {
       res.json({ current: currentSignal() !== undefined })
     })
     app.use(expressGuard.leakGuardErrorHandler())
-    const server = createServer(app)
-    const port = await listen(server)
-    return { name: 'express', url: `http://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, close: () => closeServer(server) }
+    const { server, port, scheme, close } = await serve(kind, app)
+    return { name: 'express', url: `${scheme}://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, close }
   },
+  }
 }
 
-const koaKit: AdapterKit = {
+function koaKit(fw: Pick<Frameworks, 'Koa' | 'Router' | 'bodyParser'>, kind: ServerKind, title: string): AdapterKit {
+  const { Koa, Router, bodyParser } = fw
+  return {
   name: 'koa',
+  title,
   async create(options) {
     return koaGuard.leakGuard(options as GuardOptions)
   },
@@ -165,14 +238,18 @@ const koaKit: AdapterKit = {
       ctx.body = { current: currentSignal() !== undefined }
     })
     app.use(router.routes())
-    const server = createServer(app.callback())
-    const port = await listen(server)
-    return { name: 'koa', url: `http://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, close: () => closeServer(server) }
+    const { server, port, scheme, close } = await serve(kind, app.callback())
+    return { name: 'koa', url: `${scheme}://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, close }
   },
+  }
 }
 
-const fastifyKit: AdapterKit = {
+function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string): AdapterKit {
+  // Fastify's own HTTP/2: `http2: true` with `https` and `allowHTTP1`; the instance API is the same.
+  const Fastify = (kind === 'http' ? fw : () => fw({ http2: true, https: { ...tlsPair, allowHTTP1: true } } as never)) as typeof fw
+  return {
   name: 'fastify',
+  title,
   async create(options) {
     const app = Fastify()
     try {
@@ -220,23 +297,49 @@ const fastifyKit: AdapterKit = {
     })
     app.get('/context', async (request) => work.context(probe, id(request), request.scope))
     app.get('/context-off', async () => ({ current: currentSignal() !== undefined }))
+    const sockets = track(app.server)
     await app.listen({ port: 0, host: '127.0.0.1' })
     const server = app.server
     const port = (server.address() as AddressInfo).port
     return {
       name: 'fastify',
-      url: `http://127.0.0.1:${port}`,
+      url: `${kind === 'http' ? 'http' : 'https'}://127.0.0.1:${port}`,
       port,
       server,
       guard: app.leakGuard,
       probe,
       responses,
       close: async () => {
-        server.closeAllConnections()
+        if (kind === 'http') server.closeAllConnections()
+        for (const socket of sockets) socket.destroy()
         await app.close()
       },
     }
   },
+  }
 }
 
-export const kits: AdapterKit[] = [expressKit, koaKit, fastifyKit]
+/**
+ * The kits of one matrix cell: one per framework given (Koa needs `Koa`, `Router` and `bodyParser`),
+ * each building the same fixture app on that framework's module.
+ */
+export function kitsFor(frameworks: Partial<Frameworks>, options: KitOptions = {}): AdapterKit[] {
+  const kind = options.server ?? 'http'
+  const title = (name: AdapterKit['name']): string => {
+    const version = options.versions?.[name]
+    const extras = [version, kind === 'http2' ? 'on HTTP/2' : undefined].filter(Boolean)
+    return extras.length ? `${name} (${extras.join(', ')})` : name
+  }
+  const kits: AdapterKit[] = []
+  if (frameworks.express !== undefined) kits.push(expressKit(frameworks.express, kind, options.expressAdapter ?? expressGuard, title('express'), options.versions?.express))
+  if (frameworks.Koa !== undefined) {
+    const { Koa, Router, bodyParser } = frameworks
+    if (Router === undefined || bodyParser === undefined) throw new TypeError('kitsFor(): Koa needs Router and bodyParser too')
+    kits.push(koaKit({ Koa, Router, bodyParser }, kind, title('koa')))
+  }
+  if (frameworks.Fastify !== undefined) kits.push(fastifyKit(frameworks.Fastify, kind, title('fastify')))
+  return kits
+}
+
+/** The default cell: Express 5, Koa 3, Fastify 5 from the test package, on `node:http`. */
+export const kits: AdapterKit[] = kitsFor({ express, Koa, Router, bodyParser, Fastify })

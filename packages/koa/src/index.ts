@@ -71,6 +71,13 @@ const host: ScopeHost = {
     const body = (ctx as AnyContext).body as Partial<DestroyableStream> | null | undefined
     if (body === null || body === undefined || typeof body.pipe !== 'function' || typeof body.destroy !== 'function') return false
     body.destroy(error)
+    // Koa 3 streams with pipeline(), which destroys the response when the body fails; Koa 2 uses
+    // body.pipe(res) and its onerror gives up once headers are sent, leaving the response open. Once
+    // the error has gone through Koa, cut whatever is still open.
+    const res = (ctx as AnyContext).res
+    setImmediate(() => {
+      if (!res.writableEnded && !res.destroyed) res.destroy()
+    })
     return true
   },
 }

@@ -1,0 +1,292 @@
+import { expect } from 'chai'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { currentSignal } from '@leak-guard/core'
+import { LONG_TIMEOUT, type AdapterKit, type Harness } from './adapters.js'
+import { http1, type Transport } from './transport.js'
+import { trackTimers } from '../helpers/timers.js'
+import { captureProcessNoise } from '../helpers/http.js'
+
+// The conformance suite: the same behaviour, asserted through real sockets, for every adapter. Each
+// matrix cell (framework major, server kind) calls defineConformance() with its own kits.
+
+const DEADLINE = 100
+let counter = 0
+const nextId = (): string => `r${++counter}`
+
+export interface ConformanceOptions {
+  /** How the suite talks to the servers (HTTP/1.1, HTTP/1.1 over TLS, HTTP/2). @default http1() */
+  transport?: Transport
+}
+
+/** Defines the suite (mocha describe/it) once per kit. */
+export function defineConformance(kits: readonly AdapterKit[], options: ConformanceOptions = {}): void {
+for (const kit of kits) {
+  const t = options.transport ?? http1()
+  describe(`leakGuard() on ${kit.title}${t.name === 'HTTP/1.1' ? '' : ` over ${t.name}`}`, function () {
+    let h: Harness | undefined
+    const send = (port: number, o: Parameters<Transport['send']>[1]) => t.send(port, o)
+    const agent = () => t.client(h!.port)
+
+    afterEach(async () => {
+      t.reset()
+      await h?.close()
+      h = undefined
+    })
+
+    describe('when the request finishes in time', () => {
+      beforeEach(async () => {
+        h = await kit.start({ timeout: 1_000 })
+      })
+
+      it('answers GET with 200 and never aborts the signal while handling', async () => {
+        const noise = captureProcessNoise()
+        const id = nextId()
+        const reply = await send(h!.port, { path: '/ok', id })
+        expect(reply.status).to.equal(200)
+        expect(JSON.parse(reply.body)).to.deep.equal({ aborted: false, body: null })
+        await sleep(10)
+        // After the end the signal is cancelled as Go cancels a request context — never by a timeout or disconnect.
+        const record = h!.probe.get(id)!
+        expect(record.reason === undefined || record.reason === 'LG_ERR_REQUEST_ENDED').to.equal(true)
+        expect(noise.stop()).to.deep.equal([])
+        expect(h!.guard.stats().ended.ok).to.equal(1)
+      })
+
+      it('answers POST with a parsed JSON body and never aborts the signal while handling', async () => {
+        const noise = captureProcessNoise()
+        const id = nextId()
+        const reply = await send(h!.port, { method: 'POST', path: '/ok', id, json: { hello: 'world' } })
+        expect(reply.status).to.equal(200)
+        expect(JSON.parse(reply.body)).to.deep.equal({ aborted: false, body: { hello: 'world' } })
+        await sleep(10)
+        const record = h!.probe.get(id)!
+        expect(record.reason === undefined || record.reason === 'LG_ERR_REQUEST_ENDED').to.equal(true)
+        expect(noise.stop()).to.deep.equal([])
+        expect(h!.guard.stats().ended).to.include({ ok: 1, 'client-closed': 0, timeout: 0 })
+      })
+    })
+
+    describe('when the handler outlives the deadline', () => {
+      beforeEach(async () => {
+        h = await kit.start({ timeout: DEADLINE })
+      })
+
+      for (const method of ['GET', 'POST'] as const) {
+        it(`answers ${method} with 503 + Retry-After within the deadline + 50 ms and aborts the signal with LG_ERR_TIMEOUT`, async () => {
+          const a = agent()
+          await a.send({ path: '/ok', id: nextId() }) // warm the connection
+          const id = nextId()
+          const json = method === 'POST' ? { n: 1 } : undefined
+          const settled = once(h!.probe, `settled:${id}`)
+          const reply = await a.send({ method, path: '/slow?ms=250', id, json })
+          expect(reply.status).to.equal(503)
+          expect(reply.headers['retry-after']).to.equal('1')
+          expect(reply.elapsed).to.be.below(DEADLINE + 50)
+          const record = h!.probe.get(id)!
+          expect(record.reason).to.equal('LG_ERR_TIMEOUT')
+          expect(record.abortedAt! - record.started).to.be.within(DEADLINE - 30, DEADLINE + 50)
+          await settled
+          // The downstream step checks the signal after its slow part: it must not have run.
+          expect(record.downstreamRan).to.equal(undefined)
+          expect(record.downstreamSkipped).to.equal(true)
+          expect(h!.guard.stats().ended.timeout).to.equal(1)
+        })
+      }
+
+      for (const fail of [false, true]) {
+        it(`keeps the process quiet and the keep-alive connection usable after a late ${fail ? 'rejection' : 'write'}`, async () => {
+          const noise = captureProcessNoise()
+          const a = agent()
+          const id = nextId()
+          const settled = once(h!.probe, `settled:${id}`)
+          const reply = await a.send({ path: `/slow?ms=150&fail=${fail ? 1 : 0}`, id })
+          expect(reply.status).to.equal(503)
+          await settled
+          await sleep(20) // let the late write / rejection travel through the framework
+          const next = await a.send({ path: '/ok', id: nextId() })
+          expect(next.status).to.equal(200)
+          if (reply.headers.connection !== 'close') expect(next.reusedSocket).to.equal(true)
+          expect(noise.stop()).to.deep.equal([])
+        })
+      }
+    })
+
+    describe('when the client disconnects mid-handler', () => {
+      beforeEach(async () => {
+        h = await kit.start({ timeout: 5_000 })
+      })
+
+      for (const [label, method, json] of [
+        ['GET', 'GET', undefined],
+        ['POST with a body already read', 'POST', { big: 'x'.repeat(2000) }],
+      ] as const) {
+        it(`aborts ${label} with LG_ERR_CLIENT_CLOSED within 50 ms`, async () => {
+          const id = nextId()
+          const socket = await t.hang(h!.port, method, '/hang', id, json)
+          await h!.probe.started(id)
+          await sleep(20) // the handler is waiting; the body (if any) has been parsed
+          const destroyedAt = performance.now()
+          socket.drop()
+          const record = await h!.probe.aborted(id)
+          expect(record.reason).to.equal('LG_ERR_CLIENT_CLOSED')
+          expect(record.abortedAt! - destroyedAt).to.be.below(50)
+          await sleep(10)
+          expect(h!.guard.size).to.equal(0)
+          expect(h!.guard.stats().ended['client-closed']).to.equal(1)
+        })
+      }
+    })
+
+    describe('with per-route timeouts', () => {
+      beforeEach(async () => {
+        h = await kit.start({ timeout: DEADLINE })
+      })
+
+      it('lets a route with a longer timeout finish', async () => {
+        const reply = await send(h!.port, { path: `/long?ms=${DEADLINE * 2}`, id: nextId() })
+        expect(reply.status).to.equal(200)
+        expect(reply.elapsed).to.be.above(DEADLINE * 2 - 5)
+      })
+
+      it('still times out a route with a longer timeout at its own deadline', async () => {
+        const reply = await send(h!.port, { path: `/long?ms=${LONG_TIMEOUT + 200}`, id: nextId() })
+        expect(reply.status).to.equal(503)
+        expect(reply.elapsed).to.be.within(LONG_TIMEOUT - 5, LONG_TIMEOUT + 100)
+      })
+
+      it('lets a streaming route opted out with `false` run past the default deadline', async () => {
+        const id = nextId()
+        const reply = await send(h!.port, { path: `/stream?ms=${DEADLINE * 2}`, id })
+        expect(reply.status).to.equal(200)
+        expect(reply.body).to.equal('ab')
+        expect(h!.probe.get(id)!.reason === undefined || h!.probe.get(id)!.reason === 'LG_ERR_REQUEST_ENDED').to.equal(true)
+      })
+
+      it('aborts the signal and ends the response when the deadline hits after headers were sent', async () => {
+        const id = nextId()
+        const started = performance.now()
+        const outcome = await t.partial(h!.port, '/headers-then-hang', id)
+        expect(outcome.status).to.equal(200)
+        expect(outcome.body).to.equal('partial')
+        expect(outcome.complete).to.equal(false)
+        expect(performance.now() - started).to.be.below(DEADLINE + 100)
+        const record = await h!.probe.aborted(id)
+        expect(record.reason).to.equal('LG_ERR_TIMEOUT')
+      })
+    })
+
+    describe('currentSignal()', () => {
+      it('returns the signal of the right request under 50 concurrent interleaved requests', async () => {
+        h = await kit.start({ timeout: 5_000 })
+        const ids = Array.from({ length: 50 }, nextId)
+        const replies = await Promise.all(ids.map((id) => send(h!.port, { path: '/context', id })))
+        for (const reply of replies) {
+          expect(reply.status).to.equal(200)
+          expect(JSON.parse(reply.body)).to.deep.equal({ ok: true, checks: 6 })
+        }
+        for (const id of ids) expect(h!.probe.get(id)!.contextOk).to.have.length(6).and.not.include(false)
+      })
+
+      it('is undefined outside a request', async () => {
+        h = await kit.start({ timeout: 5_000 })
+        await send(h!.port, { path: '/ok', id: nextId() })
+        expect(currentSignal()).to.equal(undefined)
+      })
+
+      it('is undefined in handlers with `context: false`', async () => {
+        h = await kit.start({ timeout: 5_000, context: false })
+        const reply = await send(h!.port, { path: '/context-off', id: nextId() })
+        expect(JSON.parse(reply.body)).to.deep.equal({ current: false })
+      })
+
+      it('is defined in handlers by default', async () => {
+        h = await kit.start({ timeout: 5_000 })
+        const reply = await send(h!.port, { path: '/context-off', id: nextId() })
+        expect(JSON.parse(reply.body)).to.deep.equal({ current: true })
+      })
+    })
+
+    describe('after 2,000 mixed requests (ok, timeout, disconnect)', () => {
+      it('leaves the registry empty and no leak-guard listener or timer behind', async function () {
+        this.timeout(60_000)
+        h = await kit.start({ timeout: 30, leakGracePeriod: 50 })
+        const timers = trackTimers()
+        const total = 2_000
+        let next = 0
+        const one = async (n: number): Promise<void> => {
+          const id = nextId()
+          const kind = n % 3
+          if (kind === 0) {
+            const reply = await send(h!.port, { path: '/ok', id })
+            expect(reply.status).to.equal(200)
+          } else if (kind === 1) {
+            const reply = await send(h!.port, { path: '/slow?ms=200', id })
+            expect(reply.status).to.equal(503)
+          } else {
+            const socket = await t.hang(h!.port, 'GET', '/hang-long', id)
+            await h!.probe.started(id)
+            socket.drop()
+            await h!.probe.aborted(id)
+          }
+        }
+        await Promise.all(
+          Array.from({ length: 50 }, async () => {
+            while (next < total) await one(next++)
+          }),
+        )
+        await sleep(300) // the slow handlers finish their sleeps
+        const stats = h!.guard.stats()
+        expect(h!.guard.size).to.equal(0)
+        expect(stats.inFlight).to.equal(0)
+        expect(stats.started).to.equal(total)
+        expect(stats.ended.ok).to.equal(Math.ceil(total / 3))
+        expect(stats.ended.timeout).to.equal(Math.floor((total + 1) / 3))
+        expect(stats.ended['client-closed']).to.equal(Math.floor(total / 3))
+        for (const res of h!.responses) {
+          const ours = res.listeners('close').filter((fn) => (fn as { name?: string }).name === 'onResponseClose')
+          expect(ours).to.have.length(0)
+        }
+        expect(h!.responses.size).to.equal(total)
+        await sleep(100) // leak watchers (leakGracePeriod 50) have fired
+        const left = timers.live()
+        if (left > 0 && process.env.LG_DEBUG_TIMERS) console.log(timers.stacks().join('\n\n'))
+        timers.stop()
+        expect(left).to.equal(0)
+      })
+    })
+
+    describe('with invalid options', () => {
+      const cases: Array<[string, Record<string, unknown>, string]> = [
+        ['a negative timeout', { timeout: -1 }, 'timeout'],
+        ['a NaN timeout', { timeout: Number.NaN }, 'timeout'],
+        ['a non-integer timeout', { timeout: 1.5 }, 'timeout'],
+        ['a zero timeout (use false)', { timeout: 0 }, 'timeout'],
+        ['a string timeout', { timeout: '100' }, 'timeout'],
+        ['a status below 400', { timeoutStatus: 200 }, 'timeoutStatus'],
+        ['a status above 599', { timeoutStatus: 600 }, 'timeoutStatus'],
+        ['a non-boolean context', { context: 'yes' }, 'context'],
+        ['a negative retryAfter', { retryAfter: -1 }, 'retryAfter'],
+        ['a numeric timeoutBody', { timeoutBody: 42 }, 'timeoutBody'],
+        ['an unknown key', { timeuot: 100 }, 'timeuot'],
+      ]
+      for (const [label, options, option] of cases) {
+        it(`rejects ${label} with LG_ERR_INVALID_OPTION naming the option and the value`, async () => {
+          let error: unknown
+          try {
+            await kit.create(options)
+          } catch (caught) {
+            error = caught
+          }
+          expect(error).to.be.an('error')
+          const e = error as { code: string; option: string; message: string }
+          expect(e.code).to.equal('LG_ERR_INVALID_OPTION')
+          expect(e.option).to.equal(option)
+          expect(e.message).to.include(`\`${option}\``)
+          expect(e.message).to.include(String(Object.values(options)[0]).replace('NaN', 'NaN'))
+        })
+      }
+    })
+  })
+}
+}
