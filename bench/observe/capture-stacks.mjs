@@ -6,9 +6,11 @@
 //   spawn    — a request scope that runs one `scope.spawn()` task (stack captured per spawn)
 //   outgoing — an outgoing call seen on `undici:request:create` from inside a live scope, published
 //              30 frames deep like a real fetch() from a handler (deep stack capture + filtering)
+// and, for the default path, what a request pays with `createMetrics()` attached (one histogram
+// observation at its end; prom-client is core's dev dependency) against none.
 import { EventEmitter } from 'node:events'
 import { channel } from 'node:diagnostics_channel'
-import { createGuard } from '@leak-guard/core'
+import { createGuard, createMetrics } from '@leak-guard/core'
 
 const ROUNDS = 11
 const N = Number(process.env.N ?? 20_000)
@@ -89,4 +91,26 @@ console.log('|---|---|---|---|')
 for (const name of Object.keys(cases)) {
   const [off, on] = await measure(name)
   console.log(`| ${name} | ${off.toFixed(2)} | ${on.toFixed(2)} | +${(on - off).toFixed(2)} |`)
+}
+
+// Per-request cost of an attached metrics object (no stacks involved).
+{
+  const plain = createGuard({ timeout: false })
+  const metered = createGuard({ timeout: false })
+  const metrics = await createMetrics(metered, { eventLoopDelay: false })
+  for (let i = 0; i < 3_000; i++) {
+    cases.request(plain, i)
+    cases.request(metered, i)
+  }
+  const a = []
+  const b = []
+  for (let r = 0; r < ROUNDS; r++) {
+    a.push(await round(plain, cases.request))
+    b.push(await round(metered, cases.request))
+  }
+  metrics.close()
+  plain.dispose()
+  metered.dispose()
+  const [x, y] = [median(a), median(b)]
+  console.log(`| request, no metrics → createMetrics() attached | ${x.toFixed(2)} | ${y.toFixed(2)} | +${(y - x).toFixed(2)} |`)
 }
