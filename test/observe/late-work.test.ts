@@ -89,7 +89,7 @@ describe('late-work detection', () => {
       await fastifyApp({ captureStacks: true }, logs)
       const events: LeakEvent[] = []
       app!.leakGuard.on('leak', (event: LeakEvent) => events.push(event))
-      app!.get('/users/:id', async (request, reply) => {
+      app!.get('/users/:id', async (_request, reply) => {
         await reply.send('ok')
         setTimeout(() => {
           void fetch(`http://127.0.0.1:${upstream.port}/audit`).then((r) => r.text()) // FETCH-AFTER-RESPONSE

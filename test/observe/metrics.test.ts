@@ -6,7 +6,7 @@ import express from 'express'
 import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import * as promClient from 'prom-client'
 import { leakGuard } from '@leak-guard/express'
-import { createMetrics, type Guard, type GuardMetrics } from '@leak-guard/core'
+import { createDispatcher, createHttpClient, createMetrics, type Guard, type GuardMetrics } from '@leak-guard/core'
 import { send, rawRequest } from '../helpers/http.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -22,7 +22,7 @@ async function waitFor(check: () => boolean, ms = 3000): Promise<void> {
 type Json = MetricObjectWithValues<MetricValue<string>>
 
 function value(metrics: Json[], name: string, labels: Record<string, string>): number | undefined {
-  const metric = metrics.find((m) => m.name === name) ?? metrics.find((m) => m.type === 'histogram' && name.startsWith(`${m.name}_`))
+  const metric = metrics.find((m) => m.name === name) ?? metrics.find((m) => String(m.type) === 'histogram' && name.startsWith(`${m.name}_`))
   const entry = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => String(v.labels[k]) === l) && ((v as { metricName?: string }).metricName ?? name) === name)
   return entry?.value
 }
@@ -146,6 +146,35 @@ describe('createMetrics()', () => {
     expect(value(json, 'leakguard_pool_run_seconds_mean', { resource: 'db' })).to.equal(0.25)
     expect(value(json, 'leakguard_resource_stat', { resource: 'db', stat: 'rejected_full' })).to.equal(1)
     expect(json.find((m) => m.name === 'leakguard_event_loop_delay_seconds')).to.equal(undefined)
+  })
+
+  it('reads the stats of a real dispatcher and HTTP client registered with the guard', async () => {
+    const { port, guard } = await start()
+    const register = new Registry()
+    metrics = await createMetrics(guard, { register, eventLoopDelay: false })
+    const dispatcher = createDispatcher({ concurrency: 1, guard })
+    const httpClient = createHttpClient({ connections: 2, guard })
+    try {
+      let release!: () => void
+      const gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const running = dispatcher.run(() => gate)
+      const queued = dispatcher.run(() => undefined)
+      expect((await httpClient.fetch(`http://127.0.0.1:${port}/ok`)).status).to.equal(200)
+      const json = (await register.getMetricsAsJSON()) as Json[]
+      const pool = json.find((m) => m.name === 'leakguard_pool_queued')!.values
+      expect(pool.map((v) => v.value)).to.deep.equal([1])
+      const resource = String(pool[0].labels.resource)
+      expect(value(json, 'leakguard_pool_running', { resource })).to.equal(1)
+      const origin = json.find((m) => m.name === 'leakguard_client_origin_stat')!.values.filter((v) => v.labels.stat === 'open')
+      expect(origin.map((v) => [v.labels.origin, v.value])).to.deep.equal([[`http://127.0.0.1:${port}`, 1]])
+      release()
+      await Promise.all([running, queued])
+    } finally {
+      await dispatcher.close()
+      await httpClient.close()
+    }
   })
 
   it('unregisters its metrics and stops observing requests on close()', async () => {

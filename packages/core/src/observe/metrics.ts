@@ -77,7 +77,8 @@ function flatten(stats: unknown, into: Array<[string, number]>, prefix = ''): vo
   if (stats === null || typeof stats !== 'object') return
   for (const [key, value] of Object.entries(stats)) {
     if (typeof value === 'number' && Number.isFinite(value)) into.push([prefix + key, value])
-    else if (prefix === '' && value !== null && typeof value === 'object') flatten(value, into, `${key}_`)
+    // Per-origin objects of an HTTP client have their own metric (`client_origin_stat`).
+    else if (prefix === '' && value !== null && typeof value === 'object' && !key.includes('://')) flatten(value, into, `${key}_`)
   }
 }
 
@@ -114,8 +115,9 @@ function resourcesWithStats(guard: Guard): Array<[string, unknown]> {
  * `leakguard_late_work_total`{kind="spawn|task|request|handler"}, `leakguard_detached_tasks`,
  * `leakguard_event_loop_delay_seconds`{stat="min|mean|p50|p90|p99|max"}, and for registered resources
  * with a `stats()` method (dispatchers, thread pools, clients): `leakguard_pool_queued`{resource},
- * `leakguard_pool_running`, `leakguard_pool_wait_seconds_mean`, `leakguard_pool_run_seconds_mean`
- * and every numeric stat as `leakguard_resource_stat`{resource,stat}.
+ * `leakguard_pool_running`, `leakguard_pool_wait_seconds_mean`, `leakguard_pool_run_seconds_mean`,
+ * every numeric stat as `leakguard_resource_stat`{resource,stat}, and for HTTP clients (stats keyed by
+ * origin) `leakguard_client_origin_stat`{resource,origin,stat="open|busy|queued|aborted|rejected"}.
  *
  * @example
  * const register = new Registry()
@@ -237,6 +239,28 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
           const fields: Array<[string, number]> = []
           flatten(stats, fields)
           for (const [stat, value] of fields) this.set({ resource, stat }, value)
+        }
+      },
+    }),
+  )
+
+  // An HTTP client's stats() is keyed by origin: { 'http://host:port': { open, busy, queued, ... } }.
+  metrics.push(
+    new client.Gauge<'resource' | 'origin' | 'stat'>({
+      name: name('client_origin_stat'),
+      help: 'Per-origin numbers of HTTP clients registered with the guard: open and busy connections, queued, aborted and rejected calls.',
+      labelNames: ['resource', 'origin', 'stat'],
+      registers: [],
+      collect() {
+        this.reset()
+        for (const [resource, stats] of resourcesWithStats(guard)) {
+          if (stats === null || typeof stats !== 'object') continue
+          for (const [origin, perOrigin] of Object.entries(stats)) {
+            if (!origin.includes('://') || perOrigin === null || typeof perOrigin !== 'object') continue
+            for (const [stat, value] of Object.entries(perOrigin as Record<string, unknown>)) {
+              if (typeof value === 'number' && Number.isFinite(value)) this.set({ resource, origin, stat }, value)
+            }
+          }
         }
       },
     }),
