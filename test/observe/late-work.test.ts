@@ -5,9 +5,11 @@ import http, { createServer, type Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import express from 'express'
+import Koa from 'koa'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { leakGuard as expressLeakGuard } from '@leak-guard/express'
 import { leakGuard as fastifyLeakGuard } from '@leak-guard/fastify'
+import { leakGuard as koaLeakGuard } from '@leak-guard/koa'
 import type { Guard, LeakEvent } from '@leak-guard/core'
 import { send } from '../helpers/http.js'
 
@@ -251,6 +253,23 @@ describe('late-work detection', () => {
       await waitFor(() => warned.length > 0)
       expect((warned[0][0].leak as LeakEvent).kind).to.equal('request')
       expect(warned[0][1]).to.match(/^leak-guard: request outlived GET \/x by \d+ ms \(LG_ERR_REQUEST_ENDED\)$/)
+    })
+
+    it('logs through the same option on Koa', async () => {
+      const warned: Array<Record<string, unknown>> = []
+      const mw = koaLeakGuard({ logger: { warn: (obj: object) => warned.push(obj as Record<string, unknown>) } })
+      guards.push(mw.guard)
+      const koa = new Koa()
+      koa.use(mw)
+      koa.use((ctx) => {
+        ctx.body = 'ok'
+        setTimeout(() => void fetch(`http://127.0.0.1:${upstream.port}/`).then((r) => r.text()), 20)
+      })
+      server = koa.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      await send((server.address() as { port: number }).port, { path: '/k' })
+      await waitFor(() => warned.length > 0)
+      expect(warned[0].leak).to.include({ kind: 'request', url: '/k', reason: 'LG_ERR_REQUEST_ENDED' })
     })
 
     it('rejects a logger without warn()', () => {
