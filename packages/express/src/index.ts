@@ -8,6 +8,7 @@ import {
   type Guard,
   type GuardOptions,
   type RequestScope,
+  type ScopeHost,
 } from '@leak-guard/core'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
@@ -57,6 +58,20 @@ function install(proto: object): void {
   })
 }
 
+interface RoutedRequest {
+  baseUrl?: string
+  route?: { path?: unknown }
+}
+
+/** Express knows the matched route on `req.route` once routing reached it. */
+const host: ScopeHost = {
+  routeOf(_ctx, res) {
+    const req = (res as unknown as { req?: RoutedRequest }).req
+    const path = req?.route?.path
+    return typeof path === 'string' ? `${req!.baseUrl ?? ''}${path}` : undefined
+  },
+}
+
 export interface LeakGuardMiddleware extends RequestHandler {
   /** The guard behind this middleware: stats, live scopes, shutdown. */
   readonly guard: Guard
@@ -81,7 +96,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
     // Mounted twice (app and sub-app): the first scope stays the request's scope.
     if (scoped[kScope] !== undefined) return next()
     if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(req) as object)
-    const scope = guard.begin(req, res)
+    const scope = guard.begin(req, res, undefined, host)
     scoped[kScope] = scope
     if (context) {
       bindRequestEvents(req, scope)

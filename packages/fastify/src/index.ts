@@ -185,6 +185,12 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     })
   }
 
+  // The guard's own subscriptions and timers end with the app, drained or not.
+  fastify.addHook('onClose', function leakGuardDispose(_instance, next) {
+    guard.dispose()
+    next()
+  })
+
   done()
 }
 

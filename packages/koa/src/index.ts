@@ -80,6 +80,11 @@ const host: ScopeHost = {
     })
     return true
   },
+  routeOf(ctx) {
+    // @koa/router records the matched pattern here.
+    const route = (ctx as { _matchedRoute?: unknown })._matchedRoute
+    return typeof route === 'string' ? route : undefined
+  },
 }
 
 export interface LeakGuardMiddleware extends Middleware {

@@ -36,6 +36,8 @@ export interface ScopeHost {
    * let core destroy the response.
    */
   cut?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
+  /** The matched route pattern, read when a dump asks and once when the request ends (Express, Koa). */
+  routeOf?(ctx: unknown, res: AnyResponse): string | undefined
 }
 
 /** What a scope needs from its guard. Implemented by `Guard`; internal. */
@@ -85,6 +87,16 @@ function onDeadline(scope: RequestScope): void {
 function markHandled(): void {}
 
 /**
+ * Cuts a response whose headers went out. On HTTP/2, `destroy()` without an error resets the stream
+ * with NO_ERROR, which clients read as a complete response: reset it with INTERNAL_ERROR instead.
+ */
+function cutResponse(res: AnyResponse): void {
+  const stream = (res as { stream?: { close(code: number): void } }).stream
+  if (stream !== undefined) stream.close(0x2 /* NGHTTP2_INTERNAL_ERROR */)
+  else res.destroy()
+}
+
+/**
  * The Node analogue of Go's request context: one per request, created by the guard when it first
  * sees the request and ended when the response closes.
  *
@@ -96,8 +108,7 @@ export class RequestScope {
   readonly id: number
   readonly method: string
   readonly url: string
-  /** The route pattern, when the adapter knows it (Fastify at once, Express and Koa after routing). */
-  route: string | undefined
+  #route: string | undefined
   /** `performance.now()` when the guard saw the request. */
   readonly startTime: number
 
@@ -121,7 +132,7 @@ export class RequestScope {
     this.id = nextId++
     this.method = req.method ?? 'GET'
     this.url = req.url ?? '/'
-    this.route = undefined
+    this.#route = undefined
     this.startTime = performance.now()
     this.#owner = owner
     this.#res = res
@@ -138,6 +149,16 @@ export class RequestScope {
     this.#endTime = 0
     this.#abortTime = 0
     if (timeout !== false) this[kArm](timeout)
+  }
+
+  /** The route pattern once the framework matched one (`/users/:id`), else `undefined`. */
+  get route(): string | undefined {
+    if (this.#route === undefined && this.#state !== ENDED && this.#res !== undefined) return this.#host?.routeOf?.(this.#ctx, this.#res)
+    return this.#route
+  }
+
+  set route(value: string | undefined) {
+    this.#route = value
   }
 
   /** The request's AbortSignal. Aborted on timeout, client disconnect, shutdown, and when the request ends. */
@@ -405,13 +426,16 @@ export class RequestScope {
    */
   [kAnswer](error: LeakGuardError | undefined): void {
     if (this.#state !== OPEN) return
+    // Fully written and waiting for its 'close' (on HTTP/2 that waits for the client's end of stream
+    // too): answered in time, so not a timeout; the close ends the scope.
+    if (error === undefined && this.#res?.writableEnded === true) return
     const owner = this.#owner
     const reason = error ?? new TimeoutError(this.#timeout as number, owner.timeoutStatus, owner.retryAfterHeaders)
     this.abort(reason)
     const res = this.#res
     if (res === undefined) return
     if (res.headersSent) {
-      if (!res.writableEnded && this.#host?.cut?.(this, reason, this.#ctx) !== true) res.destroy()
+      if (!res.writableEnded && this.#host?.cut?.(this, reason, this.#ctx) !== true) cutResponse(res)
       return
     }
     if ((this.#flags & RACE_ANSWERS) !== 0) return
@@ -433,6 +457,7 @@ export class RequestScope {
       clearTimeout(this.#timer)
       this.#timer = undefined
     }
+    if (this.#route === undefined && this.#res !== undefined) this.#route = this.#host?.routeOf?.(this.#ctx, this.#res)
     this.#state = ENDED
     this.#endTime = performance.now()
     this.#res = undefined
