@@ -100,3 +100,22 @@ describe('README code blocks', () => {
     }
   })
 })
+
+describe('core README scripts', () => {
+  for (const [file, expected] of [
+    ['pools.ts', '42 499999500000'],
+    ['client.ts', "{ id: 7 }"],
+  ] as const) {
+    it(`${file} prints its result and exits by itself (nothing left open)`, async function () {
+      this.timeout(30_000)
+      const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: join(root, 'examples', 'quickstart'), stdio: ['ignore', 'pipe', 'inherit'] })
+      let out = ''
+      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()))
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      const [code] = (await once(child, 'exit')) as [number | null]
+      clearTimeout(timer)
+      expect(code).to.equal(0)
+      expect(out.trim()).to.equal(expected)
+    })
+  }
+})
