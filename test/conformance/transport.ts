@@ -210,7 +210,7 @@ export function h2(): Transport {
     async hang(port, method, path, id, json) {
       const stream = start(sharedSession(port), { method, path, id, json })
       stream.on('error', () => {})
-      await once(stream, 'ready')
+      // Written once the session flushes it; callers wait for the handler to see it (probe.started).
       return { drop: () => stream.close(constants.NGHTTP2_CANCEL) }
     },
     partial(port, path, id) {
