@@ -71,7 +71,13 @@ function list(text, allowed, name) {
   return allowed.filter((x) => items.includes(x))
 }
 
-const opts = parseArgs(process.argv.slice(2))
+let opts
+try {
+  opts = parseArgs(process.argv.slice(2))
+} catch (error) {
+  console.error(`${error.message}\nnode bench/overhead/run.mjs --help`)
+  process.exit(2)
+}
 const here = dirname(fileURLToPath(import.meta.url))
 // Progress goes to stderr so stdout is only the table (or the JSON).
 const log = (...a) => console.error(...a)

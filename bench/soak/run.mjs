@@ -21,8 +21,9 @@ import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 
 const allFrameworks = ['express', 'koa', 'fastify']
+const usage = 'node bench/soak/run.mjs [--requests 200000] [--short] [--frameworks express,koa,fastify] [--concurrency 64] [--warmup 6000] [--max-seconds 240] [--cpu-prof DIR] [--json]'
 const opts = { requests: 200_000, frameworks: allFrameworks, concurrency: 64, maxSeconds: 240, warmup: 6_000, samples: 10, disconnectAfter: 5, json: false, profile: undefined }
-{
+try {
   const argv = process.argv.slice(2)
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -43,10 +44,13 @@ const opts = { requests: 200_000, frameworks: allFrameworks, concurrency: 64, ma
     } else if (a === '--json') opts.json = true
     else if (a === '--cpu-prof') opts.profile = String(argv[++i])
     else if (a === '--help' || a === '-h') {
-      console.log('node bench/soak/run.mjs [--requests 200000] [--short] [--frameworks express,koa,fastify] [--concurrency 64] [--max-seconds 240] [--json]')
+      console.log(usage)
       process.exit(0)
     } else throw new Error(`unknown argument ${a}`)
   }
+} catch (error) {
+  console.error(`${error.message}\n${usage}`)
+  process.exit(2)
 }
 
 const here = dirname(fileURLToPath(import.meta.url))
