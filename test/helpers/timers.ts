@@ -14,7 +14,12 @@ export function trackTimers(): { live(): number; stacks(): string[]; stop(): voi
       Error.stackTraceLimit = 40
       const stack = new Error('timer created').stack ?? ''
       Error.stackTraceLimit = limit
-      if (/packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(stack)) live.set(asyncId, stack)
+      // The code that asked for the timer: the frame that called the public timers API. Timers Node
+      // creates for itself (the Date header cache, socket timeouts) are called from Node's internals.
+      const lines = stack.split('\n')
+      const created = lines.findIndex((line) => line.includes('new Timeout'))
+      const caller = lines.slice(created + 1).find((line) => !line.includes('node:timers:') && !line.includes('node:timers/promises'))
+      if (caller !== undefined && /packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(caller)) live.set(asyncId, stack)
     },
     destroy(asyncId) {
       live.delete(asyncId)
