@@ -97,20 +97,38 @@ class Server {
   constructor(framework, variant) {
     this.framework = framework
     this.variant = variant
-    this.child = fork(join(here, 'server.mjs'), [framework, variant], {
-      execPath: process.execPath,
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    })
-    this.child.on('exit', (code) => {
-      if (!this.closing) {
-        console.error(`server ${framework}/${variant} exited with ${code}`)
-        process.exit(1)
-      }
-    })
+    this.closing = false
+    this.ready = this.#start(3)
   }
-  async ready() {
-    const [message] = await once(this.child, 'message')
-    this.port = message.port
+  /**
+   * Forks the server and waits for its port. A start can fail when the workspace packages are being
+   * rebuilt at that moment (half-written dist files): it is retried.
+   */
+  async #start(attempts) {
+    for (let attempt = 1; ; attempt++) {
+      const child = fork(join(here, 'server.mjs'), [this.framework, this.variant], {
+        execPath: process.execPath,
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      })
+      const started = await Promise.race([
+        once(child, 'message').then(([m]) => m),
+        once(child, 'exit').then(() => undefined),
+      ])
+      if (started !== undefined) {
+        this.child = child
+        this.port = started.port
+        child.on('exit', (code) => {
+          if (!this.closing) {
+            console.error(`server ${this.framework}/${this.variant} exited with ${code}`)
+            process.exit(1)
+          }
+        })
+        return
+      }
+      if (attempt >= attempts) throw new Error(`server ${this.framework}/${this.variant} did not start`)
+      log(`server ${this.framework}/${this.variant} failed to start, retrying`)
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    }
   }
   async ask(type, reply) {
     const answer = new Promise((resolve) => {
@@ -158,7 +176,13 @@ async function measure(server, seconds) {
 
 const servers = new Map()
 for (const f of opts.frameworks) for (const v of opts.variants) servers.set(`${f}/${v}`, new Server(f, v))
-await Promise.all([...servers.values()].map((s) => s.ready()))
+try {
+  await Promise.all([...servers.values()].map((s) => s.ready))
+} catch (error) {
+  console.error(error.message)
+  for (const s of servers.values()) s.child?.kill()
+  process.exit(1)
+}
 
 const started = Date.now()
 const load1 = os.loadavg()

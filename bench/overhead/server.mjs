@@ -128,7 +128,7 @@ if (!(framework in factories) || !['bare', 'lg-nocontext', 'lg-default', 'lg-sig
 const server = await factories[framework]()
 server.keepAliveTimeout = 10_000
 server.listen(0, '127.0.0.1', () => {
-  process.send({ type: 'ready', port: server.address().port })
+  if (process.connected) process.send({ type: 'ready', port: server.address().port })
 })
 
 let cpu0

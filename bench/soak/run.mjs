@@ -119,16 +119,25 @@ async function drive(port, pool, count, deadline, outcomes, onProgress) {
 const mb = (bytes) => bytes / 1024 / 1024
 
 async function soak(framework) {
-  const child = fork(join(here, 'server.mjs'), [framework], {
-    execPath: process.execPath,
-    execArgv: opts.profile === undefined ? ['--expose-gc'] : ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${opts.profile}`],
-    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-  })
+  // A start can fail while the workspace packages are being rebuilt (half-written dist files): retried.
+  let child
+  let port
   let stderr = ''
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  const [{ port }] = await once(child, 'message')
+  for (let attempt = 1; port === undefined; attempt++) {
+    stderr = ''
+    child = fork(join(here, 'server.mjs'), [framework], {
+      execPath: process.execPath,
+      execArgv: opts.profile === undefined ? ['--expose-gc'] : ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${opts.profile}`],
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const ready = await Promise.race([once(child, 'message').then(([m]) => m), once(child, 'exit').then(() => undefined)])
+    if (ready !== undefined) port = ready.port
+    else if (attempt >= 3) throw new Error(`soak server ${framework} did not start:\n${stderr}`)
+    else await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: opts.concurrency, pipelining: 1 })
 
   const started = Date.now()
