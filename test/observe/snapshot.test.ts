@@ -199,9 +199,9 @@ describe('observe: spawn leaks, snapshot and dumps', () => {
       expect(text.headers['content-type']).to.match(/^text\/plain/)
       expect(text.headers['cache-control']).to.equal('no-store')
       expect(text.body).to.match(/3 request\(s\) in flight/)
-      // Express does not name the route in the scope: the group says so.
-      expect(text.body).to.include('2 request(s): GET (no route) [running]')
-      expect(text.body).to.include('1 request(s): GET (no route) [aborted-draining, LG_ERR_SHUTDOWN]')
+      // Grouped by the route Express matched.
+      expect(text.body).to.include('2 request(s): GET /work [running]')
+      expect(text.body).to.include('1 request(s): GET /other [aborted-draining, LG_ERR_SHUTDOWN]')
       expect(text.body).to.match(/ {4}spawn \[\d+ ms\]\n {8}at .*snapshot\.test\.ts:\d+/)
       expect(text.body).to.not.include('/debug/requests')
 
@@ -230,7 +230,7 @@ describe('observe: spawn leaks, snapshot and dumps', () => {
       expect(ready.pid).to.equal(child.pid)
       process.kill(child.pid!, 'SIGUSR2')
       await waitFor(() => stderr.includes('request(s) in flight'), 5000)
-      expect(stderr).to.include('1 request(s): GET (no route) [running]')
+      expect(stderr).to.include('1 request(s): GET /hang [running]')
       expect(stderr).to.match(/request \d+ \[\d+ ms, \d+ ms left, 0 task\(s\)\]: GET \/hang/)
       child.send('dispose')
       const [code, signal] = (await once(child, 'exit')) as [number | null, string | null]
