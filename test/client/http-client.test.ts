@@ -1,11 +1,12 @@
 import { expect } from 'chai'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { getEventListeners } from 'node:events'
 import * as http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import express from 'express'
 import Fastify from 'fastify'
 import { getGlobalDispatcher } from 'undici'
-import { createGuard, createHttpClient, isLeakGuardError, type HttpClient } from '@leak-guard/core'
+import { createGuard, createHttpClient, currentScope, isLeakGuardError, type HttpClient, type LeakEvent } from '@leak-guard/core'
 import { leakGuard } from '@leak-guard/express'
 import fastifyLeakGuard from '@leak-guard/fastify'
 import { Upstream, delay, listen, waitFor } from './upstream.js'
@@ -19,12 +20,24 @@ describe('createHttpClient()', function () {
   let client: HttpClient | undefined
   let inbound: http.Server | undefined
   let inboundAgent: http.Agent | undefined
+  /** Leaks reported by the guard of the app `serve()` started last. */
+  let leaks: LeakEvent[] = []
+  /** `undici:request:create` as it happened: the request's path and `currentScope()?.id` at that moment. */
+  let created: Array<{ path: string; scope: number | undefined }> = []
+  function onCreate(message: unknown): void {
+    const request = (message as { request: { path: string } }).request
+    created.push({ path: request.path, scope: currentScope()?.id })
+  }
 
   beforeEach(async () => {
     upstream = await new Upstream().listen()
+    leaks = []
+    created = []
+    subscribe('undici:request:create', onCreate)
   })
 
   afterEach(async () => {
+    unsubscribe('undici:request:create', onCreate)
     await client?.destroy()
     client = undefined
     inboundAgent?.destroy()
@@ -40,7 +53,9 @@ describe('createHttpClient()', function () {
   /** An Express app guarded by leak-guard with one route, on a real socket. */
   async function serve(route: Route, timeout: number | false = 5_000): Promise<number> {
     const app = express()
-    app.use(leakGuard({ timeout }))
+    const middleware = leakGuard({ timeout })
+    middleware.guard.on('leak', (event: LeakEvent) => leaks.push(event))
+    app.use(middleware)
     app.get('/', (req, res, next) => {
       route(req, res).catch(next)
     })
@@ -255,6 +270,77 @@ describe('createHttpClient()', function () {
       const again = c.request(upstream.url, { scope: false, timeout: 30 }).catch((e: unknown) => e)
       expect(await again).to.have.property('code', 'LG_ERR_CLIENT_TIMEOUT')
       expect(upstream.requests).to.equal(1)
+      // Neither queued call was ever handed to undici: only the one holding the connection was created.
+      expect(created).to.have.length(1)
+    })
+  })
+
+  describe('when more calls are in flight than connections', () => {
+    const cases: Array<[number, 'request' | 'fetch']> = [
+      [1, 'request'],
+      [2, 'request'],
+      [2, 'fetch'],
+    ]
+    for (const [connections, api] of cases) {
+      it(`creates each queued call in the context of the inbound request that made it (connections: ${connections}, ${api})`, async () => {
+        upstream.handler = (_req, res) => {
+          setTimeout(() => res.end('ok'), 40)
+        }
+        client = createHttpClient({ connections })
+        const c = client
+        const inboundCount = 4 * connections
+        let maxQueued = 0
+        const port = await serve(async (req, res) => {
+          const url = `${upstream.url}/?from=${req.scope.id}`
+          let body: string
+          if (api === 'request') {
+            const pending = c.request(url)
+            maxQueued = Math.max(maxQueued, c.stats()[upstream.url]?.queued ?? 0)
+            body = await (await pending).body.text()
+          } else {
+            body = await (await c.fetch(url)).text()
+          }
+          res.end(body)
+        })
+        const answers = await Promise.all(Array.from({ length: inboundCount }, () => get(port)))
+        expect(answers.map((a) => a.body)).to.deep.equal(Array(inboundCount).fill('ok'))
+        if (api === 'request') expect(maxQueued).to.be.above(0)
+        expect(upstream.maxSockets).to.be.at.most(connections)
+        expect(created).to.have.length(inboundCount)
+        const fromIds = created.map(({ path }) => Number(new URL(path, upstream.url).searchParams.get('from')))
+        expect(new Set(fromIds).size).to.equal(inboundCount)
+        expect(created.map(({ scope }) => scope)).to.deep.equal(fromIds)
+        // Nothing was reported as late work: every call was made by a request that was still running.
+        expect(leaks.filter((event) => event.kind === 'request')).to.deep.equal([])
+      })
+    }
+
+    it('never creates a call aborted after it left the queue but before undici gave it a connection', async () => {
+      // undici frees a connection one event-loop turn after its response ended, so the queued call handed
+      // over when a slot frees waits that turn in undici's pool; it is aborted during that turn here.
+      upstream.handler = (_req, res) => {
+        setTimeout(() => res.end('ok'), 20)
+      }
+      client = createHttpClient({ connections: 2 })
+      const c = client
+      const caller = new AbortController()
+      const reason = new Error('caller gave up')
+      const first = c.request(`${upstream.url}/first`, { scope: false })
+      const second = c.request(`${upstream.url}/second`, { scope: false })
+      const queued = c.request(`${upstream.url}/queued`, { scope: false, signal: caller.signal }).catch((e: unknown) => e)
+      expect(c.stats()[upstream.url]).to.include({ queued: 1 })
+      await (await first).body.text()
+      // The queue emptied when `first` finished; undici has not created the handed-over call yet.
+      expect(c.stats()[upstream.url]).to.include({ queued: 0 })
+      caller.abort(reason)
+      expect(await queued).to.equal(reason)
+      await (await second).body.text()
+      await delay(30)
+      expect(created.map(({ path }) => path)).to.deep.equal(['/first', '/second'])
+      expect(upstream.requests).to.equal(2)
+      expect(c.stats()[upstream.url]).to.include({ busy: 0, queued: 0, aborted: 1 })
+      // The pool still works.
+      expect(await (await c.request(`${upstream.url}/after`, { scope: false })).body.text()).to.equal('ok')
     })
   })
 
@@ -454,6 +540,32 @@ describe('createHttpClient()', function () {
       const after = await client.fetch(upstream.url).catch((e: unknown) => e)
       expect((after as { cause?: { code?: string } }).cause?.code).to.match(/^UND_ERR_(CLOSED|DESTROYED)$/)
       await waitFor(() => upstream.sockets.size === 0)
+    })
+
+    it('close() lets queued calls run first and refuses new ones; destroy() fails queued calls unsent', async () => {
+      upstream.handler = (_req, res) => {
+        setTimeout(() => res.end('ok'), 20)
+      }
+      client = createHttpClient({ connections: 1 })
+      const c = client
+      const calls = [1, 2, 3].map((i) => c.request(`${upstream.url}/${i}`).then((r) => r.body.text()))
+      expect(c.stats()[upstream.url]).to.include({ queued: 2 })
+      const closed = c.close()
+      const refused = await c.request(upstream.url).catch((e: unknown) => e)
+      expect(refused).to.have.property('code', 'UND_ERR_CLOSED')
+      expect(await Promise.all(calls)).to.deep.equal(['ok', 'ok', 'ok'])
+      await closed
+      expect(upstream.requests).to.equal(3)
+
+      const other = createHttpClient({ connections: 1 })
+      client = other
+      const running = other.request(`${upstream.url}/running`).catch((e: unknown) => e)
+      const waiting = [1, 2].map((i) => other.request(`${upstream.url}/waiting${i}`).catch((e: unknown) => e))
+      await upstream.nextRequest()
+      await other.destroy()
+      for (const outcome of await Promise.all([running, ...waiting])) expect(outcome).to.have.property('code', 'UND_ERR_DESTROYED')
+      expect(created.map(({ path }) => path).filter((path) => path.startsWith('/waiting'))).to.deep.equal([])
+      expect(upstream.requests).to.equal(4)
     })
 
     it('destroy() aborts calls in flight', async () => {

@@ -1,16 +1,98 @@
-import { Agent, Dispatcher } from 'undici'
+import { AsyncResource } from 'node:async_hooks'
+import { Agent, Client, Dispatcher, Pool, errors } from 'undici'
 import { ClientQueueFullError } from '../errors.js'
 import { storage } from '../scope/context.js'
 import type { ResolvedHttpClientOptions } from './options.js'
 
-/** Per-origin counters kept by leak-guard itself: undici has no bound on its queue. */
-export interface OriginState {
-  /** Calls dispatched and not yet finished: running on a connection or waiting for one. */
-  inFlight: number
+/**
+ * One origin's counters and its queue of calls waiting for a connection. leak-guard keeps this queue
+ * itself instead of letting undici's pool queue the calls: undici would create a queued call's request
+ * later, from inside another call's socket callbacks, so in the async context (AsyncLocalStorage) of
+ * whichever request opened that socket — and `undici:request:create` subscribers (the outgoing-call
+ * watcher) would blame the wrong request scope. Here a call is handed to undici only when fewer than
+ * `connections` of the origin's calls are running, and a queued call is handed over in the async
+ * context captured when it was made.
+ */
+export class OriginState {
+  /** Calls accepted and not finished: running on (or connecting) a connection, or queued. */
+  inFlight = 0
+  /** Calls handed to undici and not finished. */
+  running = 0
   /** Calls leak-guard aborted (request scope aborted or ended, timeout, caller's signal). */
-  aborted: number
+  aborted = 0
   /** Calls refused because the queue was full. */
-  rejected: number
+  rejected = 0
+  readonly #connections: number
+  readonly #send: (tracked: TrackedBase) => void
+  readonly #onEmpty: () => void
+  /** FIFO of calls waiting for a connection (a Set keeps insertion order and removes in O(1)). */
+  readonly #waiting = new Set<TrackedBase>()
+  #pumping = false
+
+  constructor(connections: number, send: (tracked: TrackedBase) => void, onEmpty: () => void) {
+    this.#connections = connections
+    this.#send = send
+    this.#onEmpty = onEmpty
+  }
+
+  /** Calls waiting in leak-guard's queue, not yet handed to undici. */
+  get queued(): number {
+    return this.#waiting.size
+  }
+
+  /** Hands `tracked` to undici now if a connection is free for it, or queues it. */
+  admit(tracked: TrackedBase): void {
+    if (this.running < this.#connections && this.#waiting.size === 0) {
+      this.running++
+      this.#send(tracked)
+      return
+    }
+    tracked.context = new AsyncResource('leak-guard.http-client.call')
+    this.#waiting.add(tracked)
+  }
+
+  /** Takes `tracked` out of the queue; false when it was not queued (already handed to undici). */
+  remove(tracked: TrackedBase): boolean {
+    if (!this.#waiting.delete(tracked)) return false
+    if (this.#waiting.size === 0) this.#onEmpty()
+    return true
+  }
+
+  /** A call finished; `sent` when it had been handed to undici, which frees its slot for the next one. */
+  finished(sent: boolean): void {
+    if (!sent) return
+    this.running--
+    this.pump()
+  }
+
+  /**
+   * Hands queued calls to undici while fewer than `connections` run, each in the async context it was
+   * made in. Not re-entered: a call that fails synchronously finishes inside `#send`, and the loop
+   * that is already running picks up the freed slot.
+   */
+  pump(): void {
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      while (this.running < this.#connections && this.#waiting.size > 0) {
+        const tracked = this.#waiting.values().next().value as TrackedBase
+        this.#waiting.delete(tracked)
+        this.running++
+        tracked.context!.runInAsyncScope(this.#send, undefined, tracked)
+      }
+    } finally {
+      this.#pumping = false
+    }
+    if (this.#waiting.size === 0) this.#onEmpty()
+  }
+
+  /** Fails every queued call with `error` without sending it (the client is destroyed). */
+  failQueued(error: unknown): void {
+    const queued = [...this.#waiting]
+    this.#waiting.clear()
+    for (const tracked of queued) tracked.failUnsent(error)
+    this.#onEmpty()
+  }
 }
 
 /** What a tracked dispatch reports to: the `client.fetch()`/`client.request()` call it belongs to. */
@@ -66,12 +148,20 @@ function originOf(opts: DispatchOptions | undefined): string {
 
 /**
  * Shared part of both handler wrappers: counts the dispatch in flight for its origin until it finishes,
- * and lets the owner abort it. An abort before undici handed the request a connection (it is still in
- * undici's queue, where undici itself would only notice the abort once a connection frees up) answers
- * the caller and frees the queue slot at once; the queued entry is dropped unsent when its turn comes.
+ * and lets the owner abort it. An abort while the call waits in leak-guard's queue answers the caller at
+ * once and drops the call unsent. An abort after it was handed to undici but before undici gave it a
+ * connection (undici itself would only notice the abort once it connects) answers the caller and frees
+ * the slot at once too; undici's request is then aborted as soon as it connects, or never created.
  */
-abstract class TrackedBase implements Tracked {
-  protected done = false
+export abstract class TrackedBase implements Tracked {
+  /** Finished: the caller was answered (response ended, failed or aborted). */
+  done = false
+  /** Handed to undici. */
+  sent = false
+  /** The async context the call was made in, captured when it cannot be handed to undici at once. */
+  context: AsyncResource | undefined = undefined
+  /** What undici gets: a copy of the caller's options, so the object identifies this call alone. */
+  readonly opts: Dispatcher.DispatchOptions
   protected early: unknown = undefined
   protected hasEarly = false
   #counted = false
@@ -79,7 +169,8 @@ abstract class TrackedBase implements Tracked {
   #owner: DispatchOwner | undefined
   #disposeScope: (() => void) | undefined = undefined
 
-  constructor(state: OriginState, owner: DispatchOwner | undefined) {
+  constructor(opts: Dispatcher.DispatchOptions, state: OriginState, owner: DispatchOwner | undefined) {
+    this.opts = { ...opts }
     this.#state = state
     this.#owner = owner
     state.inFlight++
@@ -100,26 +191,36 @@ abstract class TrackedBase implements Tracked {
   abort(reason: unknown): void {
     if (this.done) return
     this.countAbort()
-    if (this.abortConnected(reason)) return
+    if (this.sent && this.abortConnected(reason)) return
+    this.failUnsent(reason)
+  }
+
+  /** Answers the caller with `error` before undici got the call (or before undici connected it). */
+  failUnsent(error: unknown): void {
+    if (this.done) return
     this.hasEarly = true
-    this.early = reason
+    this.early = error
     this.finish()
-    this.failEarly(reason)
+    this.failEarly(error)
   }
 
   protected finish(): boolean {
     if (this.done) return false
     this.done = true
-    this.#state.inFlight--
+    this.context = undefined
+    const state = this.#state
+    state.inFlight--
+    if (!this.sent) state.remove(this)
     this.#owner?.detach(this)
     if (this.#disposeScope !== undefined) {
       this.#disposeScope()
       this.#disposeScope = undefined
     }
+    state.finished(this.sent)
     return true
   }
 
-  /** Aborts through undici when the request has a connection; false when it is still queued. */
+  /** Aborts through undici when the request has a connection; false when it is still waiting for one. */
   protected abstract abortConnected(reason: unknown): boolean
   protected abstract failEarly(reason: unknown): void
 }
@@ -128,8 +229,8 @@ class TrackedLegacy extends TrackedBase implements LegacyHandler {
   #inner: LegacyHandler
   #abort: AbortFn | undefined = undefined
 
-  constructor(inner: LegacyHandler, state: OriginState, owner: DispatchOwner | undefined) {
-    super(state, owner)
+  constructor(inner: LegacyHandler, opts: Dispatcher.DispatchOptions, state: OriginState, owner: DispatchOwner | undefined) {
+    super(opts, state, owner)
     this.#inner = inner
   }
 
@@ -193,8 +294,8 @@ class TrackedModern extends TrackedBase implements ModernHandler {
   #inner: ModernHandler
   #controller: Controller | undefined = undefined
 
-  constructor(inner: ModernHandler, state: OriginState, owner: DispatchOwner | undefined) {
-    super(state, owner)
+  constructor(inner: ModernHandler, opts: Dispatcher.DispatchOptions, state: OriginState, owner: DispatchOwner | undefined) {
+    super(opts, state, owner)
     this.#inner = inner
   }
 
@@ -245,22 +346,72 @@ function fail(handler: LegacyHandler & ModernHandler, error: unknown): false {
 }
 
 /**
- * An undici Dispatcher in front of a bounded `Agent`: counts the calls in flight per origin, refuses
- * calls beyond `connections + maxQueue` at once with `ClientQueueFullError`, and lets each call be
- * aborted by its owner. Dispatches that arrive without an owner (the global `fetch` after
- * `installGlobal()`) are tied to the current request scope, if any.
+ * The call being handed to undici right now (set around `agent.dispatch()`), so `ContextClient` can tell
+ * whether undici created its request synchronously or kept it in the pool's own queue.
+ */
+let sending: object | undefined
+/** Calls undici's pool kept in its queue, by the `opts` object undici hands back when it dispatches them. */
+const lagging = new WeakMap<object, TrackedBase>()
+
+/**
+ * undici's `Client` (one connection), creating requests the pool had to queue in the async context of
+ * the call that made them. With pipelining 1 undici frees a connection one event-loop turn after its
+ * response ended, so a call handed over as soon as a slot frees (see `OriginState`) can still land in
+ * the pool's queue for that turn; the pool then dispatches it from the freed socket's callbacks.
+ */
+class ContextClient extends Client {
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (opts === sending) {
+      sending = undefined
+      return super.dispatch(opts, handler)
+    }
+    const tracked = lagging.get(opts)
+    if (tracked === undefined) return super.dispatch(opts, handler)
+    lagging.delete(opts)
+    // Aborted while the pool held it: its caller was answered; never create the request.
+    if (tracked.done) return true
+    return tracked.context!.runInAsyncScope(super.dispatch, this, opts, handler)
+  }
+}
+
+function createConnection(origin: URL, opts: object): Dispatcher {
+  return new ContextClient(origin, opts)
+}
+
+/** The Agent's factory: undici's default (a Client for one connection, else a Pool) built on `ContextClient`. */
+function createOriginPool(origin: string | URL, opts: object): Dispatcher {
+  return (opts as { connections?: number }).connections === 1
+    ? new ContextClient(origin, opts)
+    : new Pool(origin, { ...opts, factory: createConnection })
+}
+
+/**
+ * An undici Dispatcher in front of a bounded `Agent`: counts the calls in flight per origin, queues the
+ * ones beyond `connections` itself (see `OriginState`), refuses calls beyond `connections + maxQueue` at
+ * once with `ClientQueueFullError`, and lets each call be aborted by its owner. Dispatches that arrive
+ * without an owner (the global `fetch` after `installGlobal()`) are tied to the current request scope,
+ * if any.
  */
 export class BoundedDispatcher extends Dispatcher {
   readonly agent: Agent
+  #connections: number
   #limit: number
   #maxQueue: number | false
   #origins = new Map<string, OriginState>()
+  #closing: Promise<void> | undefined = undefined
+  #destroying: Promise<void> | undefined = undefined
+  #destroyed = false
+  #queuesEmpty: (() => void) | undefined = undefined
+  #send = (tracked: TrackedBase): void => this.#handOver(tracked)
+  #onEmpty = (): void => this.#checkQueuesEmpty()
 
   constructor(options: ResolvedHttpClientOptions) {
     super()
+    this.#connections = options.connections
     this.#maxQueue = options.maxQueue
     this.#limit = options.maxQueue === false ? Infinity : options.connections + options.maxQueue
     this.agent = new Agent({
+      factory: createOriginPool,
       connections: options.connections,
       pipelining: 1,
       keepAliveTimeout: options.keepAliveTimeout,
@@ -280,10 +431,30 @@ export class BoundedDispatcher extends Dispatcher {
   #state(origin: string): OriginState {
     let state = this.#origins.get(origin)
     if (state === undefined) {
-      state = { inFlight: 0, aborted: 0, rejected: 0 }
+      state = new OriginState(this.#connections, this.#send, this.#onEmpty)
       this.#origins.set(origin, state)
     }
     return state
+  }
+
+  /** Gives a call to undici, in the current async context (the caller's, or the one captured when queued). */
+  #handOver(tracked: TrackedBase): void {
+    tracked.sent = true
+    const opts = tracked.opts
+    const outer = sending
+    sending = opts
+    try {
+      this.agent.dispatch(opts, tracked as unknown as Dispatcher.DispatchHandler)
+    } finally {
+      const kept = sending === opts
+      sending = outer
+      if (kept && !tracked.done) {
+        tracked.context ??= new AsyncResource('leak-guard.http-client.call')
+        lagging.set(opts, tracked)
+      } else if (!kept) {
+        tracked.context = undefined
+      }
+    }
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -292,6 +463,8 @@ export class BoundedDispatcher extends Dispatcher {
 
   /** Dispatches on behalf of `owner` (a `client.fetch()`/`client.request()` call), or of the current scope. */
   dispatchOwned(opts: Dispatcher.DispatchOptions, handler: LegacyHandler & ModernHandler, owner: DispatchOwner | undefined): boolean {
+    if (this.#destroyed) return fail(handler, new errors.ClientDestroyedError())
+    if (this.#closing !== undefined) return fail(handler, new errors.ClientClosedError())
     const origin = originOf(opts as DispatchOptions)
     const state = this.#state(origin)
     if (state.inFlight >= this.#limit) {
@@ -304,15 +477,50 @@ export class BoundedDispatcher extends Dispatcher {
       if (scope !== undefined && scope.aborted) return fail(handler, scope.reason)
     }
     const tracked =
-      typeof handler.onRequestStart === 'function' ? new TrackedModern(handler, state, owner) : new TrackedLegacy(handler, state, owner)
+      typeof handler.onRequestStart === 'function'
+        ? new TrackedModern(handler, opts, state, owner)
+        : new TrackedLegacy(handler, opts, state, owner)
     if (scope !== undefined) tracked.bindScope(scope.onAbort((reason) => tracked.abort(reason)))
-    return this.agent.dispatch(opts, tracked as unknown as Dispatcher.DispatchHandler)
+    state.admit(tracked)
+    return true
+  }
+
+  #checkQueuesEmpty(): void {
+    const resolve = this.#queuesEmpty
+    if (resolve === undefined) return
+    for (const state of this.#origins.values()) if (state.queued > 0) return
+    this.#queuesEmpty = undefined
+    resolve()
+  }
+
+  /** Stops taking calls, hands every queued call to undici as connections free up, then closes the Agent. */
+  #close(): Promise<void> {
+    if (this.#closing === undefined) {
+      const queuesEmpty = new Promise<void>((resolve) => {
+        this.#queuesEmpty = resolve
+      })
+      this.#closing = queuesEmpty.then(() => this.#destroying ?? this.agent.close())
+      this.#checkQueuesEmpty()
+    }
+    return this.#closing
+  }
+
+  /** Fails every queued call with `error` (undici's `ClientDestroyedError` by default) and destroys the Agent. */
+  #destroy(error: Error | null): Promise<void> {
+    if (this.#destroying === undefined) {
+      // Refuse new calls first: callers answered below may try again from their error handlers.
+      this.#destroyed = true
+      const reason = error ?? new errors.ClientDestroyedError()
+      for (const state of this.#origins.values()) state.failQueued(reason)
+      this.#destroying = this.agent.destroy(error)
+    }
+    return this.#destroying
   }
 
   override close(): Promise<void>
   override close(callback: () => void): void
   override close(callback?: () => void): Promise<void> | void {
-    const promise = this.agent.close()
+    const promise = this.#close()
     if (callback === undefined) return promise
     promise.then(callback, callback)
   }
@@ -324,7 +532,7 @@ export class BoundedDispatcher extends Dispatcher {
   override destroy(errorOrCallback?: Error | null | (() => void), callback?: () => void): Promise<void> | void {
     const error = typeof errorOrCallback === 'function' ? null : (errorOrCallback ?? null)
     const cb = typeof errorOrCallback === 'function' ? errorOrCallback : callback
-    const promise = this.agent.destroy(error)
+    const promise = this.#destroy(error)
     if (cb === undefined) return promise
     promise.then(cb, cb)
   }

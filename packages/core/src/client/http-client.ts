@@ -313,11 +313,10 @@ export class HttpClient {
     const result: Record<string, OriginStats> = {}
     for (const [origin, state] of this.#dispatcher.origins()) {
       const pool = pools[origin]
-      const busy = pool?.running ?? 0
       result[origin] = {
         open: pool?.connected ?? 0,
-        busy,
-        queued: Math.max(0, state.inFlight - busy),
+        busy: pool?.running ?? 0,
+        queued: state.queued,
         aborted: state.aborted,
         rejected: state.rejected,
       }
