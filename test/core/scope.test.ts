@@ -70,10 +70,25 @@ describe('RequestScope', () => {
       const guard = createGuard({ timeout: false })
       const { scope, res } = begin(guard)
       const signal = scope.signal
+      let heard: string | undefined
+      signal.addEventListener('abort', () => (heard = signal.reason.code))
       expect(signal.aborted).to.equal(false)
       res.finish()
-      expect(signal.reason.code).to.equal('LG_ERR_REQUEST_ENDED')
+      expect(heard).to.equal('LG_ERR_REQUEST_ENDED')
+      expect(scope.reason?.code).to.equal('LG_ERR_REQUEST_ENDED')
       expect(guard.stats().ended.ok).to.equal(1)
+    })
+
+    it('skips dispatching the end abort to a signal nobody listens to, but a later read sees it aborted', () => {
+      const guard = createGuard({ timeout: false })
+      const { scope, res } = begin(guard)
+      const early = scope.signal
+      res.finish()
+      expect(early.aborted).to.equal(false) // nothing listened: no abort event was dispatched
+      expect(scope.aborted).to.equal(true)
+      expect(() => scope.throwIfAborted()).to.throw().with.property('code', 'LG_ERR_REQUEST_ENDED')
+      expect(scope.signal.reason.code).to.equal('LG_ERR_REQUEST_ENDED')
+      expect(early.aborted).to.equal(true)
     })
 
     it('aborts with LG_ERR_CLIENT_CLOSED when the response closes unfinished', () => {

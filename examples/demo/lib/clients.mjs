@@ -28,7 +28,10 @@ export function send(port, path, { method = 'GET', agent = false, timeout = 5_00
       res.once('error', (error) => finish({ error: error.code ?? 'ERROR' }))
       res.once('aborted', () => finish({ error: 'ECONNRESET' }))
     })
-    req.once('error', (error) => finish({ error: error.code ?? error.message }))
+    // `reused`: the request went out on a kept-alive socket and failed before any answer: the server
+    // closed that idle socket as the request was sent. Node's docs and Go's client treat that as safe to
+    // retry for idempotent requests.
+    req.once('error', (error) => finish({ error: error.code ?? error.message, reused: req.reusedSocket }))
     const timer = setTimeout(() => {
       req.destroy()
       finish({ error: 'TIMEOUT' })

@@ -10,6 +10,7 @@ import fp from 'fastify-plugin'
 import {
   InvalidOptionError,
   ShutdownError,
+  bindRequestEvents,
   TimeoutError,
   createGuard,
   createShutdown,
@@ -104,6 +105,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     return
   }
   const body = guard.customTimeoutBody
+  const context = guard.options.context
   // Leaks are logged through Fastify's own logger unless a `logger` option took that job.
   if (guard.options.logger === undefined) guard.on('leak', (event) => logLeak(fastify.log, event))
 
@@ -157,17 +159,16 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     if (request.scope !== null) return next()
     const scope = guard.begin(request.raw, reply.raw, reply, host)
     request.scope = scope
-    guard.enter(scope, next)
+    if (context) {
+      // Fastify reads the body from socket events, outside the request's context, and runs the rest of
+      // the lifecycle from the last one: re-enter the scope there. Requests without a body pay nothing
+      // (a preValidation hook would cost every request a hook and a second context switch).
+      bindRequestEvents(request.raw, scope)
+      guard.enter(scope, next)
+    } else {
+      next()
+    }
   })
-
-  if (guard.options.context) {
-    // The body was read from socket events, outside the request's context: re-enter it before the
-    // validation, pre-handler hooks and handler run.
-    fastify.addHook('preValidation', function leakGuardPreValidation(request, _reply, next) {
-      if (request.scope !== null) guard.enter(request.scope, next)
-      else next()
-    })
-  }
 
   if (shutdown !== undefined) {
     const drain = shutdown

@@ -37,6 +37,18 @@ export interface DrainCounters {
  * server sets while a response is assigned to the socket and clears when it finishes (stable since
  * Node 0.x; http-terminator and others rely on it too).
  */
+const kDrain = Symbol('leak-guard.drain')
+const kForget = Symbol('leak-guard.drain.forget')
+
+interface Tagged {
+  [kDrain]?: ServerDrain
+}
+
+/** One shared 'close' listener for every tracked socket and session; `this` is the emitter. */
+function onTrackedClose(this: Tagged): void {
+  this[kDrain]?.[kForget](this)
+}
+
 export class ServerDrain {
   readonly server: AnyServer
   readonly counters: DrainCounters = { finished: 0, rejected: 0, forced: 0 }
@@ -141,9 +153,9 @@ export class ServerDrain {
     server.removeListener('secureConnection', this.#onSocket)
     server.removeListener('session', this.#onSession)
     server.removeListener('close', this.#onServerClose)
-    for (const socket of this.#sockets) socket.removeListener('close', this.#onSocketClose)
-    if (this.#raw !== undefined) for (const socket of this.#raw) socket.removeListener('close', this.#onRawClose)
-    for (const session of this.#sessions) session.removeListener('close', this.#onSessionClose)
+    for (const socket of this.#sockets) socket.removeListener('close', onTrackedClose)
+    if (this.#raw !== undefined) for (const socket of this.#raw) socket.removeListener('close', onTrackedClose)
+    for (const session of this.#sessions) session.removeListener('close', onTrackedClose)
     if (this.#saved !== undefined) {
       server.removeListener('request', this.#reject)
       for (const listener of this.#saved) server.on('request', listener)
@@ -156,35 +168,35 @@ export class ServerDrain {
 
   #onRaw = (socket: Socket): void => {
     this.#raw!.add(socket)
-    socket.once('close', this.#onRawClose)
-  }
-
-  #onRawClose = (): void => {
-    for (const socket of this.#raw!) if (socket.destroyed) this.#raw!.delete(socket)
+    // One closure per connection (not per request): deleting just this socket keeps a close O(1);
+    // scanning every tracked socket on each close would grow quadratically with connections.
+    ;(socket as unknown as Tagged)[kDrain] = this
+    socket.once('close', onTrackedClose)
   }
 
   #onSocket = (socket: HttpSocket): void => {
     this.#sockets.add(socket)
-    socket.once('close', this.#onSocketClose)
+    ;(socket as unknown as Tagged)[kDrain] = this
+    socket.once('close', onTrackedClose)
     // A connection that completes its handshake during the drain: nothing to serve on it.
     if (this.#draining) this.#settle(socket)
   }
 
-  #onSocketClose = (): void => {
-    for (const socket of this.#sockets) if (socket.destroyed) this.#sockets.delete(socket)
+  /** @internal A tracked socket or session closed: forget just that one (O(1) per close). */
+  [kForget](closed: object): void {
+    if (this.#raw?.delete(closed as Socket) === true) return
+    this.#sockets.delete(closed as HttpSocket)
+    this.#sessions.delete(closed as Http2Session)
     this.#check()
   }
 
   #onSession = (session: Http2Session): void => {
     this.#sessions.add(session)
-    session.once('close', this.#onSessionClose)
+    ;(session as unknown as Tagged)[kDrain] = this
+    session.once('close', onTrackedClose)
     if (this.#draining) this.#goaway(session)
   }
 
-  #onSessionClose = (): void => {
-    for (const session of this.#sessions) if (session.destroyed || session.closed) this.#sessions.delete(session)
-    this.#check()
-  }
 
   #onServerClose = (): void => {
     this.#closeSeen = true
