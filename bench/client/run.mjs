@@ -14,7 +14,8 @@ import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Agent, fetch, request } from 'undici'
-import { createGuard, createHttpClient } from '@leak-guard/core'
+import { createGuard } from '@leak-guard/core'
+import { createHttpClient } from '@leak-guard/core/client'
 
 const args = process.argv.slice(2)
 const arg = (name, fallback) => {

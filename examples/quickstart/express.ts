@@ -11,7 +11,7 @@ app.get('/slow', async (req, res) => {
   await sleep(10_000, undefined, { signal: req.signal })
   res.send('done')
 })
-app.get('/export', withTimeout(60_000), (req, res) => {
+app.get('/export', withTimeout(60_000), (_req, res) => {
   res.send('a long export')
 })
 

@@ -6,7 +6,8 @@ import express from 'express'
 import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import * as promClient from 'prom-client'
 import { leakGuard } from '@leak-guard/express'
-import { createDispatcher, createHttpClient, createMetrics, type Guard, type GuardMetrics } from '@leak-guard/core'
+import { createDispatcher, createMetrics, type Guard, type GuardMetrics } from '@leak-guard/core'
+import { createHttpClient } from '@leak-guard/core/client'
 import { send, rawRequest } from '../helpers/http.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,6 +1,10 @@
 // Which leak-guard pieces this build of @leak-guard/core has. The guarded apps use each piece when it is
 // there; a row whose piece is missing says so in the output instead of showing a number.
-import * as core from '@leak-guard/core'
+import * as coreMain from '@leak-guard/core'
+import * as coreClient from '@leak-guard/core/client'
+
+// The main entry plus the HTTP client, which lives at '@leak-guard/core/client'.
+const core = { ...coreMain, ...coreClient }
 
 export const pieces = {
   hardenServer: typeof core.hardenServer === 'function',

@@ -2,7 +2,8 @@
 // upstream calls go through a bounded client, CPU work through a bounded thread pool, fan-out through
 // `req.scope.spawn`, and readiness/debug routes show the state of the guard.
 import express, { type NextFunction, type Request, type Response } from 'express'
-import { createDebugHandler, createHttpClient, createThreadPool, isLeakGuardError } from '@leak-guard/core'
+import { createDebugHandler, createThreadPool, isLeakGuardError } from '@leak-guard/core'
+import { createHttpClient } from '@leak-guard/core/client'
 import { leakGuard, leakGuardErrorHandler, readiness } from '@leak-guard/express'
 
 export interface AppOptions {

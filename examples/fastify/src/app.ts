@@ -3,7 +3,8 @@
 // `request.scope.spawn`, and readiness/debug routes show the state of the guard. The plugin's `shutdown`
 // option drains `fastify.server` on `app.close()`.
 import Fastify from 'fastify'
-import { createDebugHandler, createHttpClient, createThreadPool, isLeakGuardError } from '@leak-guard/core'
+import { createDebugHandler, createThreadPool, isLeakGuardError } from '@leak-guard/core'
+import { createHttpClient } from '@leak-guard/core/client'
 import { leakGuard, readiness } from '@leak-guard/fastify'
 
 export interface AppOptions {

@@ -3,7 +3,8 @@
 // `ctx.scope.spawn`, and readiness/debug routes show the state of the guard.
 import Koa from 'koa'
 import Router from '@koa/router'
-import { createDebugHandler, createHttpClient, createThreadPool, isLeakGuardError } from '@leak-guard/core'
+import { createDebugHandler, createThreadPool, isLeakGuardError } from '@leak-guard/core'
+import { createHttpClient } from '@leak-guard/core/client'
 import { leakGuard, readiness } from '@leak-guard/koa'
 
 export interface AppOptions {

@@ -49,8 +49,5 @@ export { formatLeak, logLeak } from './observe/leak-log.js'
 export type { LeakLogger } from './observe/leak-log.js'
 
 export { ClientQueueFullError, ClientTimeoutError } from './errors.js'
-export { HttpClient, createHttpClient } from './client/http-client.js'
-export type { CallOptions, HttpClientFetchInit, HttpClientRequestOptions, HttpClientResponseData, OriginStats } from './client/http-client.js'
-export type { HttpClientOptions, ResolvedHttpClientOptions } from './client/options.js'
-export { createAgent } from './client/agent.js'
-export type { AgentOptions } from './client/agent.js'
+// The HTTP client lives at '@leak-guard/core/client': importing undici installs its Agent as the global
+// dispatcher of Node's fetch, which an app that does not use the client must not get as a side effect.
