@@ -167,9 +167,11 @@ function expressKit(fw: Frameworks['express'], kind: ServerKind, expressGuard: E
       res.write('partial')
       await once(req.signal, 'abort')
     }))
-    app.get('/context', route(async (req, res) => {
+    const context = route(async (req, res) => {
       res.json(await work.context(probe, id(req), req.scope))
-    }))
+    })
+    app.get('/context', context)
+    app.post('/context', context)
     app.get('/context-off', (_req, res) => {
       res.json({ current: currentSignal() !== undefined })
     })
@@ -231,9 +233,11 @@ function koaKit(fw: Pick<Frameworks, 'Koa' | 'Router' | 'bodyParser'>, kind: Ser
       ctx.body = body
       body.write('partial')
     })
-    router.get('/context', async (ctx) => {
+    const context: Koa.Middleware = async (ctx) => {
       ctx.body = await work.context(probe, id(ctx), ctx.scope)
-    })
+    }
+    router.get('/context', context)
+    router.post('/context', context)
     router.get('/context-off', (ctx) => {
       ctx.body = { current: currentSignal() !== undefined }
     })
@@ -295,7 +299,9 @@ function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string):
       body.write('partial')
       return reply.send(body)
     })
-    app.get('/context', async (request) => work.context(probe, id(request), request.scope))
+    const context = async (request: Req) => work.context(probe, id(request), request.scope)
+    app.get('/context', context)
+    app.post('/context', context)
     app.get('/context-off', async () => ({ current: currentSignal() !== undefined }))
     const sockets = track(app.server)
     await app.listen({ port: 0, host: '127.0.0.1' })

@@ -288,7 +288,7 @@ describe('createDispatcher()', () => {
           void d!.run(() => stop.promise).catch(() => {})
           res.end('ok')
         },
-        { leakGracePeriod: 30 },
+        { leakGracePeriod: 30, captureStacks: true },
       )
       closeServer = app.close
       d = track(createDispatcher({ concurrency: 2, guard: app.guard }))
@@ -296,6 +296,8 @@ describe('createDispatcher()', () => {
       expect(await fetch(`http://127.0.0.1:${app.port}/`).then((r) => r.text())).to.equal('ok')
       await waitFor(() => leaks.length === 1, 1000)
       expect(leaks[0]).to.include({ kind: 'task', scopeId: scopes[0]!.id })
+      // With captureStacks the report names where the task was submitted: this file.
+      expect(leaks[0]!.stack).to.match(/dispatcher\.test\.ts:\d+/)
       stop.resolve()
       await waitFor(() => d!.stats().running === 0)
       await sleep(50)

@@ -19,7 +19,7 @@ export type { ErrorCode, LeakGuardErrorOptions } from './errors.js'
 
 export { Guard, createGuard } from './scope/guard.js'
 export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeable } from './scope/guard.js'
-export { RequestScope, isEndOfRequest } from './scope/request-scope.js'
+export { RequestScope } from './scope/request-scope.js'
 export type { ScopeHost, ScopedWork, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse } from './scope/request-scope.js'
 export { currentScope, currentSignal, bindRequestEvents } from './scope/context.js'
 

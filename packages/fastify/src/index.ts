@@ -10,7 +10,6 @@ import fp from 'fastify-plugin'
 import {
   InvalidOptionError,
   ShutdownError,
-  bindRequestEvents,
   TimeoutError,
   createGuard,
   createShutdown,
@@ -105,7 +104,6 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     return
   }
   const body = guard.customTimeoutBody
-  const context = guard.options.context
   // Leaks are logged through Fastify's own logger unless a `logger` option took that job.
   if (guard.options.logger === undefined) guard.on('leak', (event) => logLeak(fastify.log, event))
 
@@ -159,15 +157,10 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     if (request.scope !== null) return next()
     const scope = guard.begin(request.raw, reply.raw, reply, host)
     request.scope = scope
-    if (context) {
-      // Fastify reads the body from socket events, outside the request's context, and runs the rest of
-      // the lifecycle from the last one: re-enter the scope there. Requests without a body pay nothing
-      // (a preValidation hook would cost every request a hook and a second context switch).
-      bindRequestEvents(request.raw, scope)
-      guard.enter(scope, next)
-    } else {
-      next()
-    }
+    // Fastify runs its content-type parsers in an AsyncResource of the request, so the rest of the
+    // lifecycle stays in this context after the body was read from socket events: no second hook
+    // (test/conformance/context-body.test.ts sends the body late to check it).
+    guard.enter(scope, next)
   })
 
   if (shutdown !== undefined) {

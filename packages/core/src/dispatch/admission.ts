@@ -3,7 +3,8 @@ import { performance } from 'node:perf_hooks'
 import { PoolClosedError, PoolFullError, PoolQueueTimeoutError } from '../errors.js'
 import { integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from '../scope/context.js'
-import { captureStack, type RequestScope } from '../scope/request-scope.js'
+import type { RequestScope } from '../scope/request-scope.js'
+import { captureUserStack, type LazyStack } from '../observe/stack.js'
 import type { Guard } from '../scope/guard.js'
 
 /**
@@ -147,7 +148,8 @@ export class Task {
   startedAt = 0
   /** The submitter's AsyncLocalStorage context (set only for tasks that waited for a slot). */
   context: AsyncResource | undefined = undefined
-  stack: string | undefined = undefined
+  /** Where the task was submitted, when the guard captures stacks; formatted only if reported. */
+  trace: LazyStack | undefined = undefined
   prev: Task | undefined = undefined
   next: Task | undefined = undefined
   agePrev: Task | undefined = undefined
@@ -319,7 +321,7 @@ export abstract class Admission {
       task.resolve = resolve
       task.reject = reject
     })
-    if (this.#guard?.captureStacks === true) task.stack = captureStack()
+    if (this.#guard?.captureStacks === true) task.trace = captureUserStack(Admission.prototype.submit, Error.stackTraceLimit)
     task.enqueuedAt = performance.now()
     if (startNow) {
       this.#begin(task)
@@ -391,7 +393,7 @@ export abstract class Admission {
     if (group.running > 0 && guard !== undefined && !this.#destroyed) {
       const timer = setTimeout(() => {
         group.leakTimer = undefined
-        if (group.tasks !== undefined) for (const task of group.tasks) guard.reportLeak(group.scope!, 'task', task.stack)
+        if (group.tasks !== undefined) for (const task of group.tasks) guard.reportLeak(group.scope!, 'task', task.trace?.stack)
         this.#maybeDropGroup(group)
       }, guard.options.leakGracePeriod)
       timer.unref()

@@ -39,11 +39,13 @@ class CapturedStack implements LazyStack {
 
 /**
  * Captures the stack of the caller of `below` (whose own frame and everything above it are omitted);
- * its text, read later, has no Node-internal or undici frames.
+ * its text, read later, has no Node-internal or undici frames. `depth` frames are recorded: deep for
+ * diagnostics_channel subscribers, the default limit where the caller is the user's code already
+ * (`scope.spawn()`, `dispatcher.run()`).
  */
-export function captureUserStack(below: (...args: never[]) => unknown): LazyStack {
+export function captureUserStack(below: (...args: never[]) => unknown, depth = DEEP): LazyStack {
   const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = DEEP
+  Error.stackTraceLimit = depth
   const raw: { stack?: string } = {}
   Error.captureStackTrace(raw, below)
   Error.stackTraceLimit = limit

@@ -38,10 +38,11 @@ function emitInScope(this: BindableRequest, event: string | symbol, ...args: unk
 }
 
 /**
- * Re-enters `scope` whenever the request stream emits. Body parsers that read the stream with event
- * listeners (Express's `express.json()`, raw-body) call the next middleware from the socket's
- * `'data'`/`'end'` callbacks, which run in the context of the connection, not the request, and
- * AsyncLocalStorage would lose the request there. Only requests that carry a body pay for this.
+ * Re-enters `scope` whenever the request stream emits. Middleware that reads the body with plain event
+ * listeners and calls the next one from `'end'` runs in the context of the connection, not the request,
+ * and AsyncLocalStorage would lose the request there (raw-body, under `express.json()`, and Fastify's
+ * parsers bind their callbacks themselves; older or hand-written readers do not). Only requests that
+ * carry a body pay for this. Used by the Express adapter.
  */
 export function bindRequestEvents(req: unknown, scope: RequestScope): void {
   const r = req as BindableRequest

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks'
 import { ShutdownError, type LeakGuardError } from '../errors.js'
 import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from './context.js'
+import { captureUserStack } from '../observe/stack.js'
 import type { ShutdownSummary } from '../server/shutdown.js'
 import { logLeak, type LeakLogger } from '../observe/leak-log.js'
 import { watchOutgoing } from '../observe/outgoing.js'
@@ -10,7 +11,6 @@ import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
 import { kAnswer, kEnd, kScopeOf } from './internal.js'
 import {
   RequestScope,
-  captureStack,
   type AnyRequest,
   type AnyResponse,
   type ScopeHost,
@@ -364,7 +364,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
       route: scope.route,
       reason: scope.reason?.code ?? 'LG_ERR_REQUEST_ENDED',
       lateBy: scope.ended ? Math.round(performance.now() - scope.startTime - scope.age()) : 0,
-      stack: stack ?? (this.captureStacks ? captureStack() : undefined),
+      stack: stack ?? (this.captureStacks ? captureUserStack(Guard.prototype.reportLeak, Error.stackTraceLimit).stack : undefined),
     }
     this.emit('leak', event)
   }

@@ -5,7 +5,6 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import {
   ClientClosedError,
   LeakGuardError,
-  RequestEndedError,
   ShutdownError,
   TimeoutError,
   requestEnded,
@@ -14,6 +13,7 @@ import { invalid } from '../options.js'
 import { answerAbortedResponse } from '../timeout/late-write.js'
 import { kAnswer, kArm, kEnd } from './internal.js'
 import { storage } from './context.js'
+import { captureUserStack } from '../observe/stack.js'
 
 export type AnyRequest = IncomingMessage | Http2ServerRequest
 export type AnyResponse = ServerResponse | Http2ServerResponse
@@ -306,7 +306,7 @@ export class RequestScope {
       promise = Promise.reject(error)
     }
     promise.catch(markHandled)
-    const trace = this.#owner.captureStacks ? captureLazyStack() : undefined
+    const trace = this.#owner.captureStacks ? captureUserStack(RequestScope.prototype.spawn, Error.stackTraceLimit) : undefined
     const task: SpawnedTask = {
       promise,
       // Formatting a stack costs far more than capturing it: done only if a leak report or dump reads it.
@@ -507,37 +507,4 @@ export class RequestScope {
   get streaming(): boolean {
     return (this.#flags & STREAMING) !== 0
   }
-}
-
-export function captureStack(): string | undefined {
-  const holder: { stack?: string } = {}
-  Error.captureStackTrace(holder, captureStack)
-  return holder.stack?.split('\n').slice(2).join('\n')
-}
-
-class LazyStack {
-  #raw: { stack?: string } | undefined
-  #text: string | undefined
-  constructor(raw: { stack?: string }) {
-    this.#raw = raw
-  }
-  get stack(): string | undefined {
-    if (this.#raw !== undefined) {
-      this.#text = this.#raw.stack?.split('\n').slice(2).join('\n')
-      this.#raw = undefined
-    }
-    return this.#text
-  }
-}
-
-/** Like `captureStack()` (same frames), but the text is built on first read of `.stack`. */
-function captureLazyStack(): LazyStack {
-  const holder: { stack?: string } = {}
-  Error.captureStackTrace(holder, captureLazyStack)
-  return new LazyStack(holder)
-}
-
-/** True when `reason` is the end-of-request abort rather than a timeout, disconnect or shutdown. */
-export function isEndOfRequest(reason: unknown): boolean {
-  return reason instanceof RequestEndedError
 }
