@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2Session } from 'node:http2'
+import type { Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import type { AnyServer } from './harden.js'
@@ -14,22 +14,31 @@ type RequestListener = (...args: unknown[]) => void
 
 const rejectBody = '{"statusCode":503,"code":"LG_ERR_SHUTDOWN","error":"Service Unavailable","message":"Server is shutting down"}'
 
+/**
+ * What the drain does with idle kept-alive HTTP/1 connections (see `ShutdownOptions.idleConnections`):
+ * `'close'` closes them at once and answers requests that still arrive on them 503 + `Connection: close`;
+ * `'serve'` leaves them open and serves one last request on each, answered with `Connection: close`.
+ */
+export type IdleConnections = 'close' | 'serve'
+
 /** Counters one drain reports back to its shutdown. */
 export interface DrainCounters {
-  /** In-flight responses that finished. */
+  /** Responses (HTTP/1) and streams (HTTP/2) that finished during the drain, before the grace period ran out. */
   finished: number
   /** Requests answered 503 because they arrived during the drain. */
   rejected: number
-  /** Sockets and HTTP/2 sessions destroyed by `force()`. */
+  /** Sockets with a response in flight and HTTP/2 sessions destroyed by `force()`. */
   forced: number
 }
 
 /**
  * Tracks the connections of one server from the moment it is created (one `'close'` listener per
  * connection, nothing per request), and drains them on shutdown:
- * - requests that arrive during the drain are answered 503 + `Connection: close` before the app sees them;
+ * - requests that arrive during the drain are answered 503 + `Connection: close` before the app sees them
+ *   (`'serve'`: the app serves them, answered with `Connection: close`, until the grace period ends);
  * - in-flight HTTP/1 responses get `Connection: close`, and their socket closes once they finish;
- * - idle HTTP/1 sockets close at once (no waiting for `keepAliveTimeout`);
+ * - idle HTTP/1 sockets close at once, no waiting for `keepAliveTimeout` (`'serve'`: they stay open
+ *   until used once, closed by the peer, or `force()`);
  * - HTTP/2 sessions get GOAWAY (`session.close()`), which lets open streams finish;
  * - `force()` destroys whatever is left.
  *
@@ -49,6 +58,13 @@ function onTrackedClose(this: Tagged): void {
   this[kDrain]?.[kForget](this)
 }
 
+/** One shared 'finish' listener for the HTTP/2 streams in flight during a drain. */
+function onStreamFinish(this: Tagged): void {
+  this[kDrain]?.[kStreamDone](this as unknown as ServerHttp2Stream)
+}
+
+const kStreamDone = Symbol('leak-guard.drain.stream-done')
+
 export class ServerDrain {
   readonly server: AnyServer
   readonly counters: DrainCounters = { finished: 0, rejected: 0, forced: 0 }
@@ -56,6 +72,14 @@ export class ServerDrain {
   #sockets = new Set<HttpSocket>()
   #raw: Set<Socket> | undefined
   #sessions = new Set<Http2Session>()
+  /**
+   * HTTP/2 streams in flight, so the drain can count those that finish (`drained`). Node exposes no
+   * public list of a session's open streams; tracking them costs a Set entry and one shared listener
+   * per stream, on HTTP/2 only (HTTP/1 uses `socket._httpMessage` and costs nothing per request).
+   */
+  #streams = new Set<ServerHttp2Stream>()
+  #serve: boolean
+  #graceOver = false
   #tls: boolean
   /** A cleartext `http2.createServer()`: every socket carries an HTTP/2 session. */
   #h2Only: boolean
@@ -66,10 +90,12 @@ export class ServerDrain {
   #done: (() => void) | undefined
   #finished: Promise<void>
   #countFinish = true
-  #rejected = new WeakSet<ServerResponse>()
+  #rejected = new WeakSet<object>()
+  #ownCloseIdle: PropertyDescriptor | undefined
 
-  constructor(server: AnyServer) {
+  constructor(server: AnyServer, idleConnections: IdleConnections = 'close') {
     this.server = server
+    this.#serve = idleConnections === 'serve'
     this.#tls = server instanceof TlsServer
     this.#h2Only = !this.#tls && typeof (server as { updateSettings?: unknown }).updateSettings === 'function'
     if (this.#tls) {
@@ -80,6 +106,7 @@ export class ServerDrain {
       server.on('connection', this.#onSocket)
     }
     server.on('session', this.#onSession)
+    server.on('stream', this.#onStream)
     server.on('close', this.#onServerClose)
     this.#finished = new Promise((resolve) => {
       this.#done = resolve
@@ -96,9 +123,13 @@ export class ServerDrain {
     return this.#finished
   }
 
-  /** From now on, finishing responses no longer count as drained (the grace period ran out). */
-  stopCounting(): void {
+  /**
+   * The grace period ran out: finishing responses no longer count as drained, and (`'serve'`)
+   * requests that still arrive are answered 503 + `Connection: close` like in `'close'` mode.
+   */
+  endGrace(): void {
     this.#countFinish = false
+    this.#graceOver = true
   }
 
   /**
@@ -111,15 +142,23 @@ export class ServerDrain {
     const server = this.server
     this.#saved = server.listeners('request') as RequestListener[]
     server.removeAllListeners('request')
-    server.on('request', this.#reject)
+    server.on('request', this.#serve ? this.#serveLast : this.#reject)
+    if (this.#serve && typeof (server as { closeIdleConnections?: unknown }).closeIdleConnections === 'function') {
+      // Since Node 19 `server.close()` also closes idle connections (and Fastify's close() calls it):
+      // exactly the server-initiated close of an idle connection that races a request the peer is
+      // sending on it. Shadow it on the instance for the rest of the drain; dispose() restores it.
+      this.#ownCloseIdle = Object.getOwnPropertyDescriptor(server, 'closeIdleConnections') ?? { value: undefined }
+      Object.defineProperty(server, 'closeIdleConnections', { value: noop, configurable: true, writable: true })
+    }
     // Wait for the server's 'close' only when we close it ourselves: it also covers connections opened
     // before the drain existed. When someone else closes it (Fastify), the tracked connections suffice.
     this.#waitClose = closeServer && server.listening
     if (this.#waitClose) server.close()
     for (const session of this.#sessions) this.#goaway(session)
+    for (const stream of this.#streams) this.#watchStream(stream)
     for (const socket of this.#sockets) this.#settle(socket)
     // Sockets accepted before the drain was created are unknown to us; Node knows the idle ones.
-    ;(server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
+    if (!this.#serve) (server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
     this.#check()
   }
 
@@ -133,7 +172,8 @@ export class ServerDrain {
     }
     for (const socket of this.#sockets) {
       if (!socket.destroyed) {
-        this.counters.forced++
+        // An idle kept-alive socket left open by `'serve'` is closed here as planned, not forced.
+        if (!this.#serve || hasResponse(socket)) this.counters.forced++
         socket.destroy()
       }
     }
@@ -152,10 +192,20 @@ export class ServerDrain {
     server.removeListener('connection', this.#onSocket)
     server.removeListener('secureConnection', this.#onSocket)
     server.removeListener('session', this.#onSession)
+    server.removeListener('stream', this.#onStream)
     server.removeListener('close', this.#onServerClose)
+    if (this.#ownCloseIdle !== undefined) {
+      if (this.#ownCloseIdle.value === undefined && this.#ownCloseIdle.get === undefined) delete (server as { closeIdleConnections?: unknown }).closeIdleConnections
+      else Object.defineProperty(server, 'closeIdleConnections', this.#ownCloseIdle)
+      this.#ownCloseIdle = undefined
+    }
     for (const socket of this.#sockets) socket.removeListener('close', onTrackedClose)
     if (this.#raw !== undefined) for (const socket of this.#raw) socket.removeListener('close', onTrackedClose)
     for (const session of this.#sessions) session.removeListener('close', onTrackedClose)
+    for (const stream of this.#streams) {
+      stream.removeListener('close', onTrackedClose)
+      stream.removeListener('finish', onStreamFinish)
+    }
     if (this.#saved !== undefined) {
       server.removeListener('request', this.#reject)
       for (const listener of this.#saved) server.on('request', listener)
@@ -164,6 +214,7 @@ export class ServerDrain {
     this.#sockets.clear()
     this.#raw?.clear()
     this.#sessions.clear()
+    this.#streams.clear()
   }
 
   #onRaw = (socket: Socket): void => {
@@ -185,6 +236,7 @@ export class ServerDrain {
   /** @internal A tracked socket or session closed: forget just that one (O(1) per close). */
   [kForget](closed: object): void {
     if (this.#raw?.delete(closed as Socket) === true) return
+    if (this.#streams.delete(closed as ServerHttp2Stream)) return
     this.#sockets.delete(closed as HttpSocket)
     this.#sessions.delete(closed as Http2Session)
     this.#check()
@@ -195,6 +247,23 @@ export class ServerDrain {
     ;(session as unknown as Tagged)[kDrain] = this
     session.once('close', onTrackedClose)
     if (this.#draining) this.#goaway(session)
+  }
+
+  #onStream = (stream: ServerHttp2Stream): void => {
+    this.#streams.add(stream)
+    ;(stream as unknown as Tagged)[kDrain] = this
+    stream.once('close', onTrackedClose)
+    if (this.#draining) this.#watchStream(stream)
+  }
+
+  #watchStream(stream: ServerHttp2Stream): void {
+    if (stream.writableFinished || stream.destroyed) return
+    stream.once('finish', onStreamFinish)
+  }
+
+  /** @internal An HTTP/2 stream in flight during the drain sent its whole response. */
+  [kStreamDone](stream: ServerHttp2Stream): void {
+    if (this.#countFinish && !this.#rejected.has(stream)) this.counters.finished++
   }
 
 
@@ -212,7 +281,8 @@ export class ServerDrain {
     if (socket.destroyed || this.#h2Only || isH2(socket)) return
     const res = socket._httpMessage
     if (res === undefined || res === null) {
-      socket.destroy()
+      // `'serve'`: an idle socket stays open; the request that may arrive on it gets `#serveLast`.
+      if (!this.#serve) socket.destroy()
       return
     }
     if (!res.headersSent) res.setHeader('Connection', 'close')
@@ -226,9 +296,31 @@ export class ServerDrain {
     })
   }
 
+  /**
+   * `'serve'`: a request that arrives on an open connection during the drain runs through the app as
+   * usual, answered with `Connection: close` so the peer does not reuse the connection (Node closes
+   * the socket once the response is out). The guard aborts it at the grace period like any other.
+   */
+  #serveLast = (req: IncomingMessage, res: ServerResponse): void => {
+    if (this.#graceOver) {
+      this.#reject(req, res)
+      return
+    }
+    if (req.httpVersionMajor < 2) {
+      res.setHeader('Connection', 'close')
+      res.once('finish', () => {
+        if (this.#countFinish) this.counters.finished++
+      })
+    }
+    const saved = this.#saved
+    if (saved !== undefined) for (const listener of saved) listener.call(this.server, req, res)
+  }
+
   #reject = (req: IncomingMessage, res: ServerResponse): void => {
     this.counters.rejected++
     this.#rejected.add(res)
+    const stream = (res as unknown as { stream?: object }).stream
+    if (stream !== undefined) this.#rejected.add(stream)
     res.statusCode = 503
     if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close')
     res.setHeader('Retry-After', '1')
@@ -244,6 +336,12 @@ export class ServerDrain {
     this.#done = undefined
     done()
   }
+}
+
+function noop(): void {}
+
+function hasResponse(socket: HttpSocket): boolean {
+  return socket._httpMessage !== undefined && socket._httpMessage !== null
 }
 
 function isH2(socket: HttpSocket): boolean {

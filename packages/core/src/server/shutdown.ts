@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks'
 import { InvalidOptionError } from '../errors.js'
 import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
 import type { Closeable, Guard } from '../scope/guard.js'
-import { ServerDrain } from './drain.js'
+import { ServerDrain, type IdleConnections } from './drain.js'
 import { isServer, type AnyServer } from './harden.js'
 import { createReadinessHandler } from './readiness.js'
 
@@ -37,6 +37,23 @@ export interface ShutdownOptions {
    */
   forceAfter?: number
   /**
+   * What the drain does with idle kept-alive HTTP/1 connections.
+   * - `'close'`: close them at once, and answer a request that still arrives on one 503 +
+   *   `Connection: close` without running the app (Fastify's `return503OnClosing`). Right for clients
+   *   that connect directly, and behind a proxy that retries a 503 or a reset.
+   * - `'serve'`: for apps behind a reverse proxy with upstream keep-alive (nginx `keepalive`, Envoy,
+   *   HAProxy). Idle connections stay open; a request that arrives on one runs through the app and is
+   *   answered with `Connection: close` (aborted at `gracePeriod` like any in-flight request; after
+   *   `gracePeriod` it gets the 503), then the connection closes. Connections never used again close
+   *   when the proxy closes them or at `forceAfter` (not counted as `forced`). A proxy does not resend
+   *   a non-idempotent request (POST) it already wrote, so closing an idle connection under a request
+   *   in transit, or answering it 503, fails that request; serving it cannot. On Fastify also set
+   *   `return503OnClosing: false`, or Fastify answers these requests 503 itself.
+   * HTTP/2 sessions get GOAWAY either way.
+   * @default 'close'
+   */
+  idleConnections?: IdleConnections
+  /**
    * Install `SIGTERM`/`SIGINT` handlers that start the shutdown; a second signal forces it. Removed
    * when the shutdown finishes or on `dispose()`.
    * @default false
@@ -55,13 +72,18 @@ export interface ResolvedShutdownOptions {
   readinessDelay: number | false
   gracePeriod: number
   forceAfter: number
+  idleConnections: IdleConnections
   handleSignals: boolean
   exit: boolean
 }
 
 /** What a finished shutdown reports. */
 export interface ShutdownSummary {
-  /** Requests in flight when the drain began that completed before the grace period ran out. */
+  /**
+   * Requests (HTTP/1 responses, HTTP/2 streams) that completed during the drain before the grace
+   * period ran out: those in flight when it began, plus those served on open connections with
+   * `idleConnections: 'serve'`.
+   */
   drained: number
   /** Requests aborted with `ShutdownError` when the grace period ran out. */
   aborted: number
@@ -75,7 +97,7 @@ export interface ShutdownSummary {
   durationMs: number
 }
 
-const shutdownKeys = ['guard', 'readinessDelay', 'gracePeriod', 'forceAfter', 'handleSignals', 'exit'] as const
+const shutdownKeys = ['guard', 'readinessDelay', 'gracePeriod', 'forceAfter', 'idleConnections', 'handleSignals', 'exit'] as const
 
 function isGuard(value: unknown): value is Guard {
   return value !== null && typeof value === 'object' && typeof (value as Guard).abortAll === 'function' && typeof (value as Guard).beginShutdown === 'function'
@@ -97,11 +119,14 @@ export function resolveShutdownOptions(options?: ShutdownOptions): ResolvedShutd
   if (readinessDelay !== false && readinessDelay >= gracePeriod) {
     throw new InvalidOptionError('readinessDelay', `Expected \`readinessDelay\` (${readinessDelay}) to be less than \`gracePeriod\` (${gracePeriod})`)
   }
+  const idleConnections = o.idleConnections ?? 'close'
+  if (idleConnections !== 'close' && idleConnections !== 'serve') throw invalid('idleConnections', "`'close'` or `'serve'`", idleConnections)
   return {
     guards: Object.freeze(guards),
     readinessDelay,
     gracePeriod,
     forceAfter,
+    idleConnections,
     handleSignals: boolean('handleSignals', o.handleSignals, false),
     exit: boolean('exit', o.exit, false),
   }
@@ -126,7 +151,8 @@ function sleep(ms: number, handle: (timer: NodeJS.Timeout) => void): Promise<voi
  * Graceful shutdown of one or more servers, in Go's `srv.Shutdown(ctx)` spirit:
  * 1. readiness answers 503 at once; after `readinessDelay` the server stops accepting;
  * 2. requests arriving on open connections get 503 + `Connection: close`, in-flight responses go out
- *    with `Connection: close`, idle keep-alive sockets close now and as they become idle;
+ *    with `Connection: close`, idle keep-alive sockets close now and as they become idle
+ *    (`idleConnections: 'serve'`: idle ones stay open and serve one last request each);
  * 3. at `gracePeriod` the guard aborts what still runs with `ShutdownError`; at `forceAfter` every
  *    connection is destroyed;
  * 4. resources registered with the guard close, and `close()` resolves with a summary.
@@ -158,7 +184,7 @@ export class GracefulShutdown {
     if (list.length === 0) throw invalid('servers', 'a server or a non-empty array of servers', servers)
     for (const server of list) if (!isServer(server)) throw invalid('server', 'an http, https or http2 server', server)
     this.options = Object.freeze(resolveShutdownOptions(options))
-    this.#drains = list.map((server) => new ServerDrain(server))
+    this.#drains = list.map((server) => new ServerDrain(server, this.options.idleConnections))
     this.readiness = createReadinessHandler(this)
     for (const guard of this.options.guards) {
       const attach = (guard as { attachShutdown?: (fn: () => Promise<ShutdownSummary>) => () => void }).attachShutdown
@@ -247,7 +273,7 @@ export class GracefulShutdown {
     let aborted = 0
 
     this.#timer(gracePeriod, () => {
-      for (const drain of this.#drains) drain.stopCounting()
+      for (const drain of this.#drains) drain.endGrace()
       for (const guard of guards) aborted += guard.abortAll()
     })
     const forced = new Promise<void>((resolve) => {
