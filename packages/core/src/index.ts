@@ -36,6 +36,7 @@ export { hardenServer, resolveHardenOptions } from './server/harden.js'
 export type { HardenOptions, ResolvedHardenOptions, AnyServer } from './server/harden.js'
 export { createShutdown, GracefulShutdown, kExternalClose, kCloseServer } from './server/shutdown.js'
 export type { ShutdownOptions, ResolvedShutdownOptions, ShutdownSummary } from './server/shutdown.js'
+export type { IdleConnections } from './server/drain.js'
 export { createReadinessHandler, readinessAnswer } from './server/readiness.js'
 export type { ClosingState, ReadinessAnswer } from './server/readiness.js'
 
