@@ -62,7 +62,7 @@ export class OriginState {
   finished(sent: boolean): void {
     if (!sent) return
     this.running--
-    this.pump()
+    if (this.#waiting.size > 0) this.pump()
   }
 
   /**
@@ -160,7 +160,10 @@ export abstract class TrackedBase implements Tracked {
   sent = false
   /** The async context the call was made in, captured when it cannot be handed to undici at once. */
   context: AsyncResource | undefined = undefined
-  /** What undici gets: a copy of the caller's options, so the object identifies this call alone. */
+  /**
+   * What undici gets, an object that identifies this call alone: the options `fetch`/`request` made for
+   * this dispatch of a `client.fetch()`/`client.request()` (fresh objects), or a copy of the caller's.
+   */
   readonly opts: Dispatcher.DispatchOptions
   protected early: unknown = undefined
   protected hasEarly = false
@@ -170,7 +173,7 @@ export abstract class TrackedBase implements Tracked {
   #disposeScope: (() => void) | undefined = undefined
 
   constructor(opts: Dispatcher.DispatchOptions, state: OriginState, owner: DispatchOwner | undefined) {
-    this.opts = { ...opts }
+    this.opts = owner === undefined ? { ...opts } : opts
     this.#state = state
     this.#owner = owner
     state.inFlight++
