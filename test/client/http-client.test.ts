@@ -240,6 +240,74 @@ describe('createHttpClient()', function () {
     })
   })
 
+  describe('outside a request scope, without a caller’s signal (fetch gets no AbortSignal)', () => {
+    it('the client’s timeout rejects fetch with LG_ERR_CLIENT_TIMEOUT and errors a half-read body with it as cause', async () => {
+      let answer = false
+      upstream.handler = (_req, res) => {
+        if (!answer) return // never answers
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.write('first')
+      }
+      client = createHttpClient({ timeout: 60 })
+      const before = performance.now()
+      const error = await client.fetch(upstream.url).catch((e: unknown) => e)
+      expect(error).to.have.property('code', 'LG_ERR_CLIENT_TIMEOUT')
+      expect(performance.now() - before).to.be.within(50, 60 + 200)
+      await waitFor(() => upstream.aborts.length === 1)
+
+      answer = true
+      const response = await client.fetch(upstream.url)
+      const reader = response.body!.getReader()
+      expect((await reader.read()).done).to.equal(false)
+      const bodyError = await reader.read().catch((e: unknown) => e)
+      // Without a signal of the client's, undici's fetch errors the stream with its own TypeError.
+      expect(bodyError).to.be.instanceOf(TypeError)
+      expect((bodyError as { cause?: unknown }).cause).to.have.property('code', 'LG_ERR_CLIENT_TIMEOUT')
+      await waitFor(() => upstream.aborts.length === 2)
+      expect(client.stats()[upstream.url]).to.include({ aborted: 2, busy: 0, queued: 0 })
+    })
+
+    it('destroy() fails a fetch in flight with undici’s ClientDestroyedError as cause, and errors a half-read body', async () => {
+      let answer = false
+      upstream.handler = (_req, res) => {
+        if (!answer) return
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.write('first')
+      }
+      client = createHttpClient()
+      const pending = client.fetch(upstream.url).catch((e: unknown) => e)
+      await upstream.nextRequest()
+      await client.destroy()
+      const error = (await pending) as { cause?: unknown }
+      expect(error).to.be.instanceOf(TypeError)
+      expect(error.cause).to.have.property('code', 'UND_ERR_DESTROYED')
+      await waitFor(() => upstream.aborts.length === 1)
+
+      answer = true
+      const other = createHttpClient()
+      client = other
+      const response = await other.fetch(upstream.url)
+      const reader = response.body!.getReader()
+      expect((await reader.read()).done).to.equal(false)
+      const reading = reader.read().catch((e: unknown) => e)
+      await other.destroy()
+      const bodyError = (await reading) as { cause?: unknown }
+      expect(bodyError).to.be.instanceOf(TypeError)
+      expect(bodyError.cause).to.have.property('code', 'UND_ERR_DESTROYED')
+      await waitFor(() => upstream.aborts.length === 2)
+    })
+
+    it('a request() undici refuses before dispatching leaves no listener on the caller’s signal', async () => {
+      client = createHttpClient()
+      const caller = new AbortController()
+      const error = await client.request(upstream.url, { signal: caller.signal, highWaterMark: -1 }).catch((e: unknown) => e)
+      expect(error).to.have.property('code', 'UND_ERR_INVALID_ARG')
+      expect(getEventListeners(caller.signal, 'abort')).to.have.length(0)
+      expect(upstream.requests).to.equal(0)
+      expect(client.stats()[upstream.url]).to.equal(undefined)
+    })
+  })
+
   describe('when a call waiting for a connection is aborted', () => {
     it('rejects at once with the reason and frees its queue slot without reaching the upstream', async () => {
       upstream.handler = () => {}
