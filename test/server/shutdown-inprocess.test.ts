@@ -7,6 +7,8 @@ import net from 'node:net'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { createGuard, createShutdown } from '@leak-guard/core'
+import { leakGuard as fastifyLeakGuard } from '@leak-guard/fastify'
+import Fastify from 'fastify'
 import { RawClient, fixtures, headerOf, sleep, statusOf } from './helpers.js'
 
 const cert = { key: readFileSync(join(fixtures, 'key.pem')), cert: readFileSync(join(fixtures, 'cert.pem')) }
@@ -172,7 +174,9 @@ describe('createShutdown() in process', () => {
   })
 
   it('sends GOAWAY to HTTP/2 sessions and lets their open streams finish', async () => {
+    let received = false
     const server = http2.createSecureServer({ ...cert, allowHTTP1: true }, (req, res) => {
+      received = true
       setTimeout(() => res.end('done'), req.url === '/slow' ? 200 : 0)
     })
     const port = await listen(server)
@@ -189,7 +193,9 @@ describe('createShutdown() in process', () => {
     stream.on('response', (headers) => (status = headers[':status'] as number))
     stream.on('data', (d: string) => (body += d))
     const ended = new Promise((resolve) => stream.once('close', resolve))
-    await sleep(50)
+    // The stream must be open on the server before GOAWAY, or it is refused (a loaded machine can
+    // take longer than any fixed sleep for the TLS handshake).
+    while (!received) await sleep(5)
     const summary = await shutdown.close()
     await ended
     expect(goaway).to.equal(true)
@@ -271,6 +277,37 @@ describe('createShutdown() in process', () => {
       expect(headerOf(reply, 'connection')).to.equal('close')
       expect(handled).to.deep.equal([])
       expect((await closing).rejected).to.equal(1)
+    })
+
+    it('reaches Fastify through the plugin\'s shutdown options (with return503OnClosing: false)', async () => {
+      const app = Fastify({ return503OnClosing: false })
+      await app.register(fastifyLeakGuard, { timeout: false, shutdown: { idleConnections: 'serve', gracePeriod: 1_000, forceAfter: 2_000 } })
+      const handled: number[] = []
+      app.post('/orders', async (request) => {
+        await sleep(20)
+        handled.push((request.body as { id: number }).id)
+        return 'ok'
+      })
+      app.get('/', async () => 'ok')
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      cleanup.push(() => app.close())
+      const c = new RawClient((app.server.address() as net.AddressInfo).port)
+      cleanup.push(() => c.destroy())
+      c.get('/')
+      await c.responses(1)
+      c.data = ''
+      const closing = app.close()
+      await sleep(50)
+      expect(app.server.listening).to.equal(false)
+      expect(c.closedAt).to.equal(undefined)
+      post(c, 9)
+      const [reply] = await c.responses(1)
+      expect(statusOf(reply)).to.equal(200)
+      expect(headerOf(reply, 'connection')).to.equal('close')
+      expect(handled).to.deep.equal([9])
+      const started = performance.now()
+      await closing
+      expect(performance.now() - started).to.be.below(500)
     })
 
     it("by default ('close') closes the idle socket at once instead", async () => {
