@@ -4,7 +4,7 @@ import * as https from 'node:https'
 import { performance } from 'node:perf_hooks'
 import express from 'express'
 import { createGuard } from '@leak-guard/core'
-import { createAgent } from '@leak-guard/core/client'
+import { createAgent, type BoundedAgent } from '@leak-guard/core/client'
 import { leakGuard } from '@leak-guard/express'
 import { Upstream, delay, listen, waitFor } from './upstream.js'
 
@@ -26,7 +26,7 @@ describe('createAgent()', function () {
   this.timeout(10_000)
 
   let upstream: Upstream
-  let agent: http.Agent | undefined
+  let agent: BoundedAgent | undefined
   let inbound: http.Server | undefined
 
   beforeEach(async () => {
@@ -79,6 +79,31 @@ describe('createAgent()', function () {
     }
     expect(upstream.maxSockets).to.equal(2)
     expect(upstream.requests).to.equal(5)
+    await waitFor(() => a.stats()[upstream.url]?.busy === 0)
+    expect(a.stats()).to.deep.equal({ [upstream.url]: { open: 2, busy: 0, queued: 0, aborted: 0, rejected: 5 } })
+  })
+
+  it('stats() counts open, busy and queued sockets per origin while requests run', async () => {
+    let arrived = 0
+    const release: Array<() => void> = []
+    upstream.handler = (_req, res) => {
+      arrived++
+      release.push(() => res.end('ok'))
+    }
+    agent = createAgent({ maxSockets: 2 })
+    const a = agent
+    expect(a.stats()).to.deep.equal({})
+    const calls = Array.from({ length: 3 }, () => get(upstream.url, a))
+    await waitFor(() => arrived === 2)
+    const origin = upstream.url
+    expect(a.stats()[origin]).to.deep.equal({ open: 2, busy: 2, queued: 1, aborted: 0, rejected: 0 })
+    release.shift()!()
+    await waitFor(() => arrived === 3)
+    expect(a.stats()[origin]).to.include({ open: 2, busy: 2, queued: 0 })
+    for (const done of release.splice(0)) done()
+    expect((await Promise.all(calls)).map((answer) => answer.body)).to.deep.equal(['ok', 'ok', 'ok'])
+    await waitFor(() => a.stats()[origin]!.busy === 0)
+    expect(a.stats()[origin]).to.deep.equal({ open: 2, busy: 0, queued: 0, aborted: 0, rejected: 0 })
   })
 
   it('destroys a request made inside a request scope when its client disconnects', async function () {
@@ -116,6 +141,7 @@ describe('createAgent()', function () {
     expect(upstream.aborts[0]! - abortedAt).to.be.below(50)
     await waitFor(() => error !== undefined)
     expect(error).to.have.property('code', 'LG_ERR_CLIENT_CLOSED')
+    expect(a.stats()[upstream.url]).to.include({ busy: 0, queued: 0, aborted: 1 })
   })
 
   it('registers with the guard, which destroys it at shutdown', async () => {

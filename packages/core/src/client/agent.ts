@@ -3,6 +3,7 @@ import * as https from 'node:https'
 import { ClientQueueFullError } from '../errors.js'
 import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from '../scope/context.js'
+import type { OriginStats } from './http-client.js'
 import type { ClientOwner } from './options.js'
 
 export interface AgentOptions {
@@ -56,11 +57,29 @@ export interface AgentOptions {
 
 const agentKeys = ['protocol', 'maxSockets', 'maxFreeSockets', 'maxQueue', 'timeout', 'scheduling', 'scope', 'guard'] as const
 
+/** A bounded `http.Agent`/`https.Agent` from `createAgent()`. */
+export interface BoundedAgent extends http.Agent {
+  /**
+   * Counts per origin (`http://host:port`): sockets `open` (busy or idle), `busy` sockets, requests
+   * `queued` for a socket, requests `aborted` because their request scope aborted or ended, and
+   * requests `rejected` with `LG_ERR_CLIENT_QUEUE_FULL`.
+   */
+  stats(): Record<string, OriginStats>
+}
+
 interface AgentInternals {
   requests: Record<string, unknown[] | undefined>
   sockets: Record<string, unknown[] | undefined>
+  freeSockets: Record<string, unknown[] | undefined>
   getName(options: unknown): string
   addRequest(req: http.ClientRequest, options: { host?: string; port?: number | string }): void
+}
+
+/** The counters of one agent pool (one `getName()` key) that the agent itself does not keep. */
+interface PoolCounters {
+  origin: string
+  aborted: number
+  rejected: number
 }
 
 /**
@@ -82,7 +101,7 @@ function refuse(req: http.ClientRequest, reason: unknown): void {
  * const httpAgent = createAgent({ maxSockets: 16, guard: app.leakGuard })
  * const api = axios.create({ httpAgent })
  */
-export function createAgent(options?: AgentOptions): http.Agent {
+export function createAgent(options?: AgentOptions): BoundedAgent {
   const o = checkKeys('createAgent()', options, agentKeys)
   const protocol = o.protocol ?? 'http:'
   if (protocol !== 'http:' && protocol !== 'https:') throw invalid('protocol', "`'http:'` or `'https:'`", protocol)
@@ -101,14 +120,21 @@ export function createAgent(options?: AgentOptions): http.Agent {
   const Ctor = protocol === 'https:' ? https.Agent : http.Agent
   const agent = new Ctor({ keepAlive: true, maxSockets, maxFreeSockets, timeout, scheduling })
   const internals = agent as unknown as AgentInternals
+  const pools = new Map<string, PoolCounters>()
   const addRequest = internals.addRequest
   internals.addRequest = function boundedAddRequest(req, requestOptions) {
+    const name = internals.getName(requestOptions)
+    let counters = pools.get(name)
+    if (counters === undefined) {
+      counters = { origin: `${protocol}//${requestOptions.host ?? 'localhost'}:${requestOptions.port ?? ''}`, aborted: 0, rejected: 0 }
+      pools.set(name, counters)
+    }
     if (maxQueue !== false) {
-      const name = internals.getName(requestOptions)
       const busy = internals.sockets[name]?.length ?? 0
       const waiting = internals.requests[name]?.length ?? 0
       if (busy >= maxSockets && waiting >= maxQueue) {
-        refuse(req, new ClientQueueFullError(`${protocol}//${requestOptions.host ?? 'localhost'}:${requestOptions.port ?? ''}`, maxQueue))
+        counters.rejected++
+        refuse(req, new ClientQueueFullError(counters.origin, maxQueue))
         return
       }
     }
@@ -116,16 +142,39 @@ export function createAgent(options?: AgentOptions): http.Agent {
       const scope = storage.getStore()
       if (scope !== undefined) {
         if (scope.aborted) {
+          counters.aborted++
           refuse(req, scope.reason)
           return
         }
+        const pool = counters
         const dispose = scope.onAbort((reason) => {
-          if (!req.destroyed) req.destroy(reason)
+          if (req.destroyed) return
+          pool.aborted++
+          req.destroy(reason)
         })
         req.once('close', dispose)
       }
     }
     addRequest.call(this, req, requestOptions)
+  }
+  const bounded = agent as BoundedAgent
+  bounded.stats = () => {
+    const result: Record<string, OriginStats> = {}
+    for (const [name, counters] of pools) {
+      const busy = internals.sockets[name]?.length ?? 0
+      const stats: OriginStats = {
+        open: busy + (internals.freeSockets[name]?.length ?? 0),
+        busy,
+        queued: internals.requests[name]?.length ?? 0,
+        aborted: counters.aborted,
+        rejected: counters.rejected,
+      }
+      // Pools of one origin with different TLS options (one `getName()` key each) are summed.
+      const previous = result[counters.origin]
+      if (previous !== undefined) for (const key of Object.keys(stats) as Array<keyof OriginStats>) stats[key] += previous[key]
+      result[counters.origin] = stats
+    }
+    return result
   }
   if (guard !== undefined) {
     const unregister = guard.register({
@@ -135,5 +184,5 @@ export function createAgent(options?: AgentOptions): http.Agent {
       },
     })
   }
-  return agent
+  return bounded
 }
