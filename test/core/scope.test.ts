@@ -145,12 +145,44 @@ describe('RequestScope', () => {
       res.finish()
     })
 
+    it('fires each default deadline on time from one shared timer, whatever ends in between', async () => {
+      const timers = trackTimers()
+      try {
+        const guard = createGuard({ timeout: 80 })
+        const fired: Array<{ index: number; late: number }> = []
+        const started: Array<ReturnType<typeof begin>> = []
+        for (let i = 0; i < 6; i++) {
+          const entry = begin(guard)
+          const index = i
+          entry.scope.onAbort((reason) => {
+            if (reason.code === 'LG_ERR_TIMEOUT') fired.push({ index, late: entry.scope.age() - 80 })
+          })
+          started.push(entry)
+          await sleep(8)
+        }
+        expect(timers.live()).to.equal(1)
+        // The oldest and one in the middle end first: the others keep their own deadlines.
+        started[0]!.res.finish()
+        started[3]!.res.finish()
+        await sleep(90)
+        expect(fired.map((f) => f.index)).to.deep.equal([1, 2, 4, 5])
+        for (const f of fired) expect(f.late).to.be.within(0, 30)
+        for (const { res } of started) res.finish()
+        for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+        expect(timers.live()).to.equal(0)
+        expect(guard.size).to.equal(0)
+      } finally {
+        timers.stop()
+      }
+    })
+
     it('leaves no timer behind once the request ended', async () => {
       const timers = trackTimers()
       try {
         const guard = createGuard({ timeout: 10_000 })
         const scopes = Array.from({ length: 100 }, () => begin(guard))
-        expect(timers.live()).to.equal(100)
+        // Scopes on the guard's default timeout share the guard's one deadline timer.
+        expect(timers.live()).to.equal(1)
         for (const { res } of scopes) res.finish()
         // destroy hooks run asynchronously after clearTimeout
         for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))

@@ -10,6 +10,7 @@ import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
 import { kAnswer, kEnd, kScopeOf } from './internal.js'
 import {
+  DeadlineQueue,
   RequestScope,
   type AnyRequest,
   type AnyResponse,
@@ -175,6 +176,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
   readonly retryAfterHeaders: Record<string, string> | undefined
   readonly captureStacks: boolean
   readonly leakGracePeriod: number
+  /** @internal Deadlines of the scopes on the default timeout. */
+  readonly deadlines: DeadlineQueue | undefined
 
   #live = new Set<RequestScope>()
   #started = 0
@@ -197,6 +200,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.timeoutStatus = resolved.timeoutStatus
     this.captureStacks = resolved.captureStacks
     this.leakGracePeriod = resolved.leakGracePeriod
+    this.deadlines = resolved.timeout === false ? undefined : new DeadlineQueue(resolved.timeout)
     this.retryAfterHeaders = resolved.retryAfter === false ? undefined : Object.freeze({ 'Retry-After': String(resolved.retryAfter) })
     if (resolved.timeoutBody !== undefined) {
       const body = resolved.timeoutBody
@@ -222,8 +226,10 @@ export class Guard extends EventEmitter implements ScopeOwner {
   }
 
   /** Runs `fn` with `scope` as the current scope, unless `context: false`. */
-  enter<R>(scope: RequestScope, fn: () => R): R {
-    return this.options.context ? storage.run(scope, fn) : fn()
+  enter<R>(scope: RequestScope, fn: () => R): R
+  enter<A, B, R>(scope: RequestScope, fn: (a: A, b: B) => R, a: A, b: B): R
+  enter<A, B, R>(scope: RequestScope, fn: (a?: A, b?: B) => R, a?: A, b?: B): R {
+    return this.options.context ? storage.run(scope, fn, a, b) : fn(a, b)
   }
 
   /** The live request scopes, oldest first. */

@@ -11,7 +11,7 @@ import {
 } from '../errors.js'
 import { invalid } from '../options.js'
 import { answerAbortedResponse } from '../timeout/late-write.js'
-import { kAnswer, kArm, kEnd } from './internal.js'
+import { kAnswer, kArm, kAttach, kEnd } from './internal.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 
@@ -47,6 +47,8 @@ export interface ScopeOwner {
   readonly retryAfterHeaders: Record<string, string> | undefined
   readonly captureStacks: boolean
   readonly leakGracePeriod: number
+  /** Deadlines of the scopes that use the default timeout; `undefined` when it is `false`. */
+  readonly deadlines: DeadlineQueue | undefined
   scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
   reportLeak(scope: RequestScope, kind: 'spawn' | 'task' | 'request' | 'handler', stack?: string): void
@@ -83,6 +85,82 @@ let nextId = 1
 
 function onDeadline(scope: RequestScope): void {
   scope[kAnswer](undefined)
+}
+
+// Links of the deadline queue, kept on the scope so queueing allocates nothing.
+const kPrev = Symbol('leak-guard.scope.prev')
+const kNext = Symbol('leak-guard.scope.next')
+const kQueue = Symbol('leak-guard.scope.queue')
+
+function sweepQueue(queue: DeadlineQueue): void {
+  queue.sweep()
+}
+
+/**
+ * The deadlines of the scopes that use their guard's default timeout, in start order. Their deadlines
+ * grow in that order, so one timer aimed at the oldest serves them all: a request costs a link and an
+ * unlink instead of a `Timeout` armed and cleared (which shows on a hello-world server). A route's own
+ * timeout (`scope.setTimeout()`) gets a timer of its own. The timer is cleared whenever the queue
+ * empties, so an idle guard holds none.
+ */
+export class DeadlineQueue {
+  readonly timeout: number
+  #head: RequestScope | undefined = undefined
+  #tail: RequestScope | undefined = undefined
+  #timer: NodeJS.Timeout | undefined = undefined
+
+  constructor(timeout: number) {
+    this.timeout = timeout
+  }
+
+  add(scope: RequestScope): void {
+    const tail = this.#tail
+    scope[kQueue] = this
+    scope[kPrev] = tail
+    if (tail === undefined) this.#head = scope
+    else tail[kNext] = scope
+    this.#tail = scope
+    if (this.#timer === undefined) this.#arm(scope)
+  }
+
+  remove(scope: RequestScope): void {
+    if (scope[kQueue] !== this) return
+    const prev = scope[kPrev]
+    const next = scope[kNext]
+    if (prev === undefined) this.#head = next
+    else prev[kNext] = next
+    if (next === undefined) this.#tail = prev
+    else next[kPrev] = prev
+    scope[kQueue] = scope[kPrev] = scope[kNext] = undefined
+    // The timer stays aimed at a deadline that may have left: it fires, finds the new head early and
+    // re-aims. Only an empty queue clears it.
+    if (this.#head === undefined && this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  /** @internal The timer fired: answers every scope whose deadline passed, then aims at the next. */
+  sweep(): void {
+    this.#timer = undefined
+    const now = performance.now()
+    let head = this.#head
+    while (head !== undefined && head.startTime + this.timeout <= now) {
+      this.remove(head)
+      head[kAnswer](undefined)
+      head = this.#head
+    }
+    if (head !== undefined && this.#timer === undefined) this.#arm(head)
+  }
+
+  #arm(head: RequestScope): void {
+    const left = head.startTime + this.timeout - performance.now()
+    // Node may run a timer a fraction of a millisecond before performance.now() reaches its time: the
+    // sweep then finds the head not yet due and aims again, 1 ms later.
+    const timer = setTimeout(sweepQueue, left > 1 ? Math.ceil(left) : 1, this)
+    timer.unref()
+    this.#timer = timer
+  }
 }
 
 function markHandled(): void {}
@@ -127,6 +205,9 @@ export class RequestScope {
   #tasks: Set<SpawnedTask> | undefined
   #endTime: number
   #abortTime: number
+  /** @internal */ [kQueue]: DeadlineQueue | undefined
+  /** @internal */ [kPrev]: RequestScope | undefined
+  /** @internal */ [kNext]: RequestScope | undefined
 
   /** @internal Created by `Guard#begin`. */
   constructor(owner: ScopeOwner, req: AnyRequest, res: AnyResponse, timeout: number | false, ctx: unknown, host: ScopeHost | undefined) {
@@ -149,7 +230,23 @@ export class RequestScope {
     this.#tasks = undefined
     this.#endTime = 0
     this.#abortTime = 0
-    if (timeout !== false) this[kArm](timeout)
+    this[kQueue] = undefined
+    this[kPrev] = undefined
+    this[kNext] = undefined
+    if (timeout !== false) {
+      const queue = owner.deadlines
+      if (queue !== undefined && timeout === queue.timeout) queue.add(this)
+      else this[kArm](timeout)
+    }
+  }
+
+  /** Stops the deadline: leaves the guard's queue or clears the scope's own timer. */
+  #disarm(): void {
+    this[kQueue]?.remove(this)
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
   }
 
   /** The route pattern once the framework matched one (`/users/:id`), else `undefined`. */
@@ -221,10 +318,7 @@ export class RequestScope {
       throw invalid('timeout', 'a positive integer or `false`', ms)
     }
     if (this.#state !== OPEN) return
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    this.#disarm()
     this.#timeout = ms
     if (ms === false) {
       this.#flags |= STREAMING
@@ -274,10 +368,7 @@ export class RequestScope {
     this.#reason = reason
     this.#abortTime = performance.now()
     if (this.#state === OPEN) this.#state = ABORTED
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    this.#disarm()
     this.#controller?.abort(reason)
     const handlers = this.#handlers
     if (handlers !== undefined) {
@@ -415,6 +506,11 @@ export class RequestScope {
     return storage.run(this, fn)
   }
 
+  /** @internal The adapter's framework object for `host.answer`/`host.cut`, attached after `begin`. */
+  [kAttach](ctx: unknown): void {
+    if (this.#state !== ENDED) this.#ctx = ctx
+  }
+
   /** @internal (Re)arms the deadline timer for `timeout` ms after the start of the request. */
   [kArm](timeout: number): void {
     const left = this.startTime + timeout - performance.now()
@@ -457,10 +553,7 @@ export class RequestScope {
     else if (reason instanceof ClientClosedError) outcome = 'client-closed'
     else if (reason instanceof ShutdownError) outcome = 'shutdown'
     if (reason === undefined) this.#endNormally()
-    else if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    else this.#disarm()
     if (this.#route === undefined && this.#res !== undefined) this.#route = this.#host?.routeOf?.(this.#ctx, this.#res)
     this.#state = ENDED
     this.#endTime = performance.now()
@@ -483,10 +576,7 @@ export class RequestScope {
   #endNormally(): void {
     this.#reason = requestEnded
     this.#abortTime = performance.now()
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
+    this.#disarm()
     const controller = this.#controller
     if (controller !== undefined && ((this.#tasks?.size ?? 0) > 0 || getEventListeners(controller.signal, 'abort').length > 0)) {
       controller.abort(requestEnded)
