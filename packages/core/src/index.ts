@@ -22,7 +22,6 @@ export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeab
 export { RequestScope } from './scope/request-scope.js'
 export type { ScopeHost, ScopedWork, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse } from './scope/request-scope.js'
 export { currentScope, currentSignal, bindRequestEvents } from './scope/context.js'
-export { kAttach } from './scope/internal.js'
 
 export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'

@@ -226,10 +226,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
   }
 
   /** Runs `fn` with `scope` as the current scope, unless `context: false`. */
-  enter<R>(scope: RequestScope, fn: () => R): R
-  enter<A, B, R>(scope: RequestScope, fn: (a: A, b: B) => R, a: A, b: B): R
-  enter<A, B, R>(scope: RequestScope, fn: (a?: A, b?: B) => R, a?: A, b?: B): R {
-    return this.options.context ? storage.run(scope, fn, a, b) : fn(a, b)
+  enter<R>(scope: RequestScope, fn: () => R): R {
+    return this.options.context ? storage.run(scope, fn) : fn()
   }
 
   /** The live request scopes, oldest first. */

@@ -6,8 +6,3 @@ export const kEnd = Symbol('leak-guard.scope.end')
 export const kArm = Symbol('leak-guard.scope.arm')
 export const kAnswer = Symbol('leak-guard.scope.answer')
 export const kScopeOf = Symbol('leak-guard.scope.of')
-/**
- * Hands a scope the framework object its host answers through (Fastify's reply), once the adapter has
- * it: the scope begins before the framework created it. Exported for adapters only.
- */
-export const kAttach = Symbol('leak-guard.scope.attach')

@@ -11,7 +11,7 @@ import {
 } from '../errors.js'
 import { invalid } from '../options.js'
 import { answerAbortedResponse } from '../timeout/late-write.js'
-import { kAnswer, kArm, kAttach, kEnd } from './internal.js'
+import { kAnswer, kArm, kEnd } from './internal.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 
@@ -504,11 +504,6 @@ export class RequestScope {
   /** Runs `fn` with this scope as the current one for `currentScope()`. */
   run<R>(fn: () => R): R {
     return storage.run(this, fn)
-  }
-
-  /** @internal The adapter's framework object for `host.answer`/`host.cut`, attached after `begin`. */
-  [kAttach](ctx: unknown): void {
-    if (this.#state !== ENDED) this.#ctx = ctx
   }
 
   /** @internal (Re)arms the deadline timer for `timeout` ms after the start of the request. */
