@@ -453,7 +453,7 @@ export class RequestScope {
    * Settles with `promise`, or rejects as soon as the scope aborts for a reason that needs an answer
    * (timeout, shutdown) while the response can still be answered. The framework then answers through
    * its own error path. A late settle of `promise` is swallowed: it can no longer reach anyone.
-   * Adapters race the rest of the chain (Koa) or the route handler (Fastify) with it.
+   * The Koa adapter races the rest of the chain with it.
    */
   race<T>(promise: PromiseLike<T>): Promise<T | undefined> {
     return new Promise<T | undefined>((resolve, reject) => {
@@ -547,11 +547,12 @@ export class RequestScope {
     if (reason instanceof TimeoutError) outcome = 'timeout'
     else if (reason instanceof ClientClosedError) outcome = 'client-closed'
     else if (reason instanceof ShutdownError) outcome = 'shutdown'
-    if (reason === undefined) this.#endNormally()
+    const now = performance.now()
+    if (reason === undefined) this.#endNormally(now)
     else this.#disarm()
     if (this.#route === undefined && this.#res !== undefined) this.#route = this.#host?.routeOf?.(this.#ctx, this.#res)
     this.#state = ENDED
-    this.#endTime = performance.now()
+    this.#endTime = now
     this.#res = undefined
     this.#ctx = undefined
     this.#handlers = undefined
@@ -568,9 +569,9 @@ export class RequestScope {
    * `scope.signal` still sees it aborted (the getter aborts it then), and `scope.aborted`/`reason`
    * say so at once.
    */
-  #endNormally(): void {
+  #endNormally(now: number): void {
     this.#reason = requestEnded
-    this.#abortTime = performance.now()
+    this.#abortTime = now
     this.#disarm()
     const controller = this.#controller
     if (controller !== undefined && ((this.#tasks?.size ?? 0) > 0 || getEventListeners(controller.signal, 'abort').length > 0)) {
