@@ -44,8 +44,9 @@ const agent = new Agent({
 })
 const client = createHttpClient({ ...settings, maxQueue: 256, timeout: 30_000 })
 
-// One long-lived request scope (no deadline) for the "in a request" variant: every call registers
-// with it and unregisters when it settles.
+// One long-lived request scope (no deadline) for the "in a request scope" variants: every client call
+// registers with it and unregisters when it settles. `scope.run()` (AsyncLocalStorage) is paid by the
+// undici variants run in it too, so their ratio is the client's own cost inside a request.
 const guard = createGuard({ timeout: false })
 const fakeReq = { method: 'GET', url: '/bench', headers: {} }
 const fakeRes = new EventEmitter()
@@ -65,6 +66,18 @@ const variants = {
     const r = await client.fetch(url)
     await r.arrayBuffer()
   },
+  // Inside a request scope: the same calls from a handler's point of view. undici's fetch there does
+  // nothing for the scope; the client hands its fetch a per-call signal carrying the request's reason.
+  'undici fetch (in a request scope)': () =>
+    scope.run(async () => {
+      const r = await fetch(url, { dispatcher: agent })
+      await r.arrayBuffer()
+    }),
+  'client.fetch (in a request scope)': () =>
+    scope.run(async () => {
+      const r = await client.fetch(url)
+      await r.arrayBuffer()
+    }),
   'undici request': async () => {
     const r = await request(url, { dispatcher: agent })
     await r.body.arrayBuffer()
@@ -73,6 +86,11 @@ const variants = {
     const r = await client.request(url)
     await r.body.arrayBuffer()
   },
+  'undici request (in a request scope)': () =>
+    scope.run(async () => {
+      const r = await request(url, { dispatcher: agent })
+      await r.body.arrayBuffer()
+    }),
   'client.request (in a request scope)': () =>
     scope.run(async () => {
       const r = await client.request(url)
@@ -119,12 +137,14 @@ const med = Object.fromEntries(names.map((n) => [n, median(results[n])]))
 const medCpu = Object.fromEntries(names.map((n) => [n, median(cpu[n])]))
 console.log(`node ${process.version}, undici ${(await import('undici/package.json', { with: { type: 'json' } })).default.version}, ${rounds} rounds x ${duration} ms, concurrency ${concurrency}`)
 for (const name of names) {
-  console.log(`${name.padEnd(38)} median ${med[name].toFixed(0).padStart(7)} req/s  ${medCpu[name].toFixed(1).padStart(7)} CPU µs/req   req/s rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
+  console.log(`${name.padEnd(40)} median ${med[name].toFixed(0).padStart(7)} req/s  ${medCpu[name].toFixed(1).padStart(7)} CPU µs/req   req/s rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
 }
 const ratio = (a, b) => `${(med[a] / med[b]).toFixed(3)} (req/s)  ${(medCpu[b] / medCpu[a]).toFixed(3)} (CPU per request)`
 console.log(`ratio client.fetch / undici fetch:                 ${ratio('client.fetch', 'undici fetch')}`)
 console.log(`ratio client.fetch / undici fetch + signal:        ${ratio('client.fetch', 'undici fetch + signal')}`)
 console.log(`ratio client.request / undici request:             ${ratio('client.request', 'undici request')}`)
+console.log(`ratio client.fetch / undici fetch, in a scope:     ${ratio('client.fetch (in a request scope)', 'undici fetch (in a request scope)')}`)
+console.log(`ratio client.request / undici request, in a scope: ${ratio('client.request (in a request scope)', 'undici request (in a request scope)')}`)
 console.log(`ratio client.request in a scope / undici request:  ${ratio('client.request (in a request scope)', 'undici request')}`)
 
 fakeRes.emit('close')
