@@ -142,14 +142,15 @@ export class Task {
   abortReason: unknown = undefined
   /** Whether `this` is registered as an 'abort' listener on `signal`. */
   listening = false
-  resolve!: (value: unknown) => void
-  reject!: (error: unknown) => void
-  enqueuedAt = 0
-  startedAt = 0
+  resolve: (value: unknown) => void
+  reject: (error: unknown) => void
+  /** `performance.now()` when it was queued (queued tasks only), then when it started. */
+  time = 0
   /** The submitter's AsyncLocalStorage context (set only for tasks that waited for a slot). */
   context: AsyncResource | undefined = undefined
   /** Where the task was submitted, when the guard captures stacks; formatted only if reported. */
   trace: LazyStack | undefined = undefined
+  /** Links in its group's queue while queued, in the pool's list of running tasks while running. */
   prev: Task | undefined = undefined
   next: Task | undefined = undefined
   agePrev: Task | undefined = undefined
@@ -164,12 +165,23 @@ export class Task {
     this.signal = signal
     this.execSignal = undefined
     this.controller = undefined
+    this.resolve = pendingResolve!
+    this.reject = pendingReject!
   }
 
   /** Listener for the caller's signal (`addEventListener('abort', task)`: no closure per task). */
   handleEvent(): void {
     this.pool.signalAborted(this, this.signal!.reason)
   }
+}
+
+// The resolving functions of the promise being created, handed from `captureResolvers` to the Task
+// constructor: no executor closure (and context) per task.
+let pendingResolve: ((value: unknown) => void) | undefined
+let pendingReject: ((error: unknown) => void) | undefined
+function captureResolvers(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
+  pendingResolve = resolve
+  pendingReject = reject
 }
 
 /** @internal The tasks of one request (or of no request), for fairness and for aborts. */
@@ -179,8 +191,6 @@ export class Group {
   tail: Task | undefined = undefined
   queued = 0
   running = 0
-  /** Running tasks, kept only for request groups (aborts, leak reports). */
-  tasks: Set<Task> | undefined
   ringPrev: Group | undefined = undefined
   ringNext: Group | undefined = undefined
   inRing = false
@@ -189,7 +199,6 @@ export class Group {
 
   constructor(scope: RequestScope | undefined) {
     this.scope = scope
-    this.tasks = scope === undefined ? undefined : new Set()
   }
 }
 
@@ -210,7 +219,9 @@ export abstract class Admission {
   #cursor: Group | undefined = undefined
   #queued = 0
   #running = 0
-  readonly #runningTasks = new Set<Task>()
+  /** Running tasks, linked through `prev`/`next` (free once a task left its queue). */
+  #runHead: Task | undefined = undefined
+  #runTail: Task | undefined = undefined
   #ageHead: Task | undefined = undefined
   #ageTail: Task | undefined = undefined
   #ageTimer: NodeJS.Timeout | undefined = undefined
@@ -316,16 +327,15 @@ export abstract class Admission {
       if (group !== this.#free && group.queued === 0 && group.running === 0) this.#dropGroup(group)
       return Promise.reject(new PoolFullError(this.retryAfter()))
     }
+    const promise = new Promise<unknown>(captureResolvers)
     const task = new Task(this, group, work, extra, signal)
-    const promise = new Promise<unknown>((resolve, reject) => {
-      task.resolve = resolve
-      task.reject = reject
-    })
+    pendingResolve = pendingReject = undefined
     if (this.#guard?.captureStacks === true) task.trace = captureUserStack(Admission.prototype.submit, Error.stackTraceLimit)
-    task.enqueuedAt = performance.now()
     if (startNow) {
-      this.#begin(task)
+      // It runs at once, in the caller's context: no wait to time, no context to keep.
+      this.#begin(task, performance.now())
     } else {
+      task.time = performance.now()
       // The task will start from whatever callback frees a slot; keep the submitter's context for it.
       // A plain AsyncResource, not AsyncLocalStorage.snapshot(): on Node 20 snapshot() goes through
       // AsyncResource.bind(), which costs ~10× more (a deprecation getter and closures per call).
@@ -386,14 +396,15 @@ export abstract class Admission {
       this.#finish(task)
       task.reject(reason)
     }
-    if (group.tasks !== undefined) {
-      for (const task of group.tasks) this.#abortTask(task, reason)
+    if (group.running > 0) {
+      // Aborting runs user code (abort listeners) that may start or settle tasks: collect first.
+      for (const task of this.#runningOf(group)) this.#abortTask(task, reason)
     }
     const guard = this.#guard
     if (group.running > 0 && guard !== undefined && !this.#destroyed) {
       const timer = setTimeout(() => {
         group.leakTimer = undefined
-        if (group.tasks !== undefined) for (const task of group.tasks) guard.reportLeak(group.scope!, 'task', task.trace?.stack)
+        for (const task of this.#runningOf(group)) guard.reportLeak(group.scope!, 'task', task.trace?.stack)
         this.#maybeDropGroup(group)
       }, guard.options.leakGracePeriod)
       timer.unref()
@@ -401,6 +412,15 @@ export abstract class Admission {
     } else {
       this.#maybeDropGroup(group)
     }
+  }
+
+  /** The running tasks of `group` (all of them for `undefined`), oldest first. */
+  #runningOf(group: Group | undefined): Task[] {
+    const tasks: Task[] = []
+    for (let task = this.#runHead; task !== undefined; task = task.next) {
+      if (group === undefined || task.group === group) tasks.push(task)
+    }
+    return tasks
   }
 
   #abortTask(task: Task, reason: unknown): void {
@@ -495,8 +515,8 @@ export abstract class Admission {
     group.ringPrev = group.ringNext = undefined
   }
 
-  /** Fills free slots from the ring, one task per group per turn. */
-  #pump(): void {
+  /** Fills free slots from the ring, one task per group per turn; `now` is when this began. */
+  #pump(now: number): void {
     if (this.#pumping) return
     this.#pumping = true
     try {
@@ -511,25 +531,26 @@ export abstract class Admission {
           this.#cursor = group.ringNext
           if (group.running + 1 >= perRequest) this.#ringRemove(group)
         }
-        this.#begin(task)
+        this.#begin(task, now)
       }
     } finally {
       this.#pumping = false
     }
   }
 
-  #begin(task: Task): void {
+  #begin(task: Task, now: number): void {
     const group = task.group
     task.state = RUNNING
     this.#running++
     group.running++
-    group.tasks?.add(task)
-    this.#runningTasks.add(task)
-    const now = performance.now()
-    task.startedAt = now
-    if (task.context !== undefined) {
-      this.#stats.waitTotal += now - task.enqueuedAt
-    }
+    const tail = this.#runTail
+    task.prev = tail
+    if (tail === undefined) this.#runHead = task
+    else tail.next = task
+    this.#runTail = task
+    // Only queued tasks have a context (and an enqueue time); the others waited 0 ms.
+    if (task.context !== undefined) this.#stats.waitTotal += now - task.time
+    task.time = now
     this.#stats.waitCount++
     // Which signal the work sees: one source is handed over as is; two (request + caller) need a
     // controller of their own. A thread task that can be aborted always has one (aborting it kills the
@@ -566,7 +587,8 @@ export abstract class Admission {
   /** Called by the executor when a running task settled. */
   protected settle(task: Task, ok: boolean, value: unknown): void {
     if (task.state !== RUNNING) return
-    const runTime = performance.now() - task.startedAt
+    const now = performance.now()
+    const runTime = now - task.time
     const s = this.#stats
     s.completed++
     s.runTotal += runTime
@@ -576,7 +598,7 @@ export abstract class Admission {
     this.#release(task)
     if (ok) task.resolve(value)
     else task.reject(value)
-    this.#pump()
+    if (this.#cursor !== undefined) this.#pump(now)
   }
 
   #release(task: Task): void {
@@ -584,8 +606,12 @@ export abstract class Admission {
     this.#finish(task)
     this.#running--
     group.running--
-    group.tasks?.delete(task)
-    this.#runningTasks.delete(task)
+    const { prev, next } = task
+    if (prev === undefined) this.#runHead = next
+    else prev.next = next
+    if (next === undefined) this.#runTail = prev
+    else next.prev = prev
+    task.prev = task.next = undefined
     if (group.queued > 0 && !group.inRing && group.running < this.#options.maxPerRequest) this.#ringAdd(group)
     this.#maybeDropGroup(group)
     if (this.#idle !== undefined && this.#running === 0 && this.#queued === 0) this.#idle()
@@ -610,7 +636,7 @@ export abstract class Admission {
     const timeout = this.#options.queueTimeout as number
     const now = performance.now()
     // 1 ms of slack: timers may fire a hair early relative to performance.now().
-    while (this.#ageHead !== undefined && now - this.#ageHead.enqueuedAt >= timeout - 1) {
+    while (this.#ageHead !== undefined && now - this.#ageHead.time >= timeout - 1) {
       const task = this.#ageHead
       this.#unqueue(task)
       this.#stats.queueTimeout++
@@ -618,7 +644,7 @@ export abstract class Admission {
       this.#maybeDropGroup(task.group)
       task.reject(new PoolQueueTimeoutError(timeout, this.retryAfter()))
     }
-    if (this.#ageHead !== undefined) this.#armAgeTimer(Math.max(1, Math.ceil(this.#ageHead.enqueuedAt + timeout - now)))
+    if (this.#ageHead !== undefined) this.#armAgeTimer(Math.max(1, Math.ceil(this.#ageHead.time + timeout - now)))
   }
 
   /**
@@ -683,7 +709,7 @@ export abstract class Admission {
       this.#finish(task)
       task.reject(error)
     }
-    const running = [...this.#runningTasks]
+    const running = this.#runningOf(undefined)
     for (const task of running) this.#abortTask(task, error)
     for (const task of running) {
       if (task.state !== RUNNING) continue
