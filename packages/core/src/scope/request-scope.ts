@@ -144,13 +144,18 @@ export class DeadlineQueue {
   sweep(): void {
     this.#timer = undefined
     const now = performance.now()
-    let head = this.#head
-    while (head !== undefined && head.startTime + this.timeout <= now) {
-      this.remove(head)
-      head[kAnswer](undefined)
-      head = this.#head
+    try {
+      let head = this.#head
+      while (head !== undefined && head.startTime + this.timeout <= now) {
+        this.remove(head)
+        head[kAnswer](undefined)
+        head = this.#head
+      }
+    } finally {
+      // Even if an answer threw (a framework error handler), the scopes behind it keep their deadlines.
+      const head = this.#head
+      if (head !== undefined && this.#timer === undefined) this.#arm(head)
     }
-    if (head !== undefined && this.#timer === undefined) this.#arm(head)
   }
 
   #arm(head: RequestScope): void {
