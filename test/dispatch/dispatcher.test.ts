@@ -133,6 +133,40 @@ describe('createDispatcher()', () => {
       expect(d.stats().rejected.aborted).to.equal(1)
     })
 
+    it('honours a signal that is not Node’s AbortSignal (polyfill, other realm) while queued', async () => {
+      // An EventTarget with `aborted`/`reason`, as abort-controller polyfills make them.
+      class ForeignSignal extends EventTarget {
+        aborted = false
+        reason: unknown = undefined
+        abort(reason: unknown): void {
+          this.aborted = true
+          this.reason = reason
+          this.dispatchEvent(new Event('abort'))
+        }
+      }
+      const d = track(createDispatcher({ concurrency: 1 }))
+      const gate = deferred()
+      const holder = d.run(() => gate.promise)
+      const signal = new ForeignSignal()
+      let ran = false
+      const queued = d.run(
+        async () => {
+          ran = true
+        },
+        { signal: signal as unknown as AbortSignal },
+      )
+      expect(getEventListeners(signal, 'abort')).to.have.length(1)
+      const reason = new Error('stop')
+      signal.abort(reason)
+      expect(await queued.catch((e: unknown) => e)).to.equal(reason)
+      expect(getEventListeners(signal, 'abort')).to.have.length(0)
+      gate.resolve()
+      await holder
+      expect(ran).to.equal(false)
+      const late = await d.run(async () => 1, { signal: signal as unknown as AbortSignal }).catch((e: unknown) => e)
+      expect(late).to.equal(reason)
+    })
+
     it('hands the signal to the running task', async () => {
       const d = track(createDispatcher())
       const controller = new AbortController()

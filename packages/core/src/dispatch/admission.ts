@@ -204,6 +204,31 @@ export class Group {
 
 function noop(): void {}
 
+// Node's own AbortSignal methods, called directly: a signal's hidden class is unique to it on Node 20
+// (its prototype is set after creation), so looking `addEventListener` or `aborted` up on each new
+// signal misses V8's inline caches every time (~1 µs per task). Other signal implementations (e.g.
+// from another realm or a polyfill) go through their own properties.
+const addListener = EventTarget.prototype.addEventListener
+const removeListener = EventTarget.prototype.removeEventListener
+const abortedOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')!.get as (this: AbortSignal) => boolean
+
+/** What a signal from elsewhere must offer (TypeScript narrows `AbortSignal` to `never` past `instanceof`). */
+interface SignalLike {
+  readonly aborted: boolean
+  addEventListener(type: 'abort', listener: { handleEvent(): void }): void
+  removeEventListener(type: 'abort', listener: { handleEvent(): void }): void
+}
+
+function isAborted(signal: AbortSignal): boolean {
+  return signal instanceof AbortSignal ? abortedOf.call(signal) : (signal as SignalLike).aborted
+}
+
+function listen(signal: AbortSignal, task: Task): void {
+  task.listening = true
+  if (signal instanceof AbortSignal) addListener.call(signal, 'abort', task)
+  else (signal as SignalLike).addEventListener('abort', task)
+}
+
 /**
  * Base of `Dispatcher` and `ThreadPool`: admission, queue, fairness, request binding, stats and the
  * close/destroy lifecycle. Subclasses start and abort tasks.
@@ -304,7 +329,7 @@ export abstract class Admission {
       scope = storage.getStore()
     } else {
       signal = runOptions.signal
-      if (signal !== undefined && (signal === null || typeof signal !== 'object' || typeof signal.addEventListener !== 'function')) {
+      if (signal !== undefined && !(signal instanceof AbortSignal) && (signal === null || typeof signal !== 'object' || typeof (signal as SignalLike).addEventListener !== 'function')) {
         return Promise.reject(invalid('signal', 'an AbortSignal', signal))
       }
       const s = runOptions.scope
@@ -314,7 +339,7 @@ export abstract class Admission {
       this.#stats.droppedAborted++
       return Promise.reject(scope.reason)
     }
-    if (signal?.aborted === true) {
+    if (signal !== undefined && isAborted(signal)) {
       this.#stats.droppedAborted++
       return Promise.reject(signal.reason)
     }
@@ -340,10 +365,7 @@ export abstract class Admission {
       // A plain AsyncResource, not AsyncLocalStorage.snapshot(): on Node 20 snapshot() goes through
       // AsyncResource.bind(), which costs ~10× more (a deprecation getter and closures per call).
       task.context = new AsyncResource('leak-guard.task')
-      if (signal !== undefined) {
-        task.listening = true
-        signal.addEventListener('abort', task)
-      }
+      if (signal !== undefined) listen(signal, task)
       this.#enqueue(task)
     }
     return promise
@@ -483,7 +505,9 @@ export abstract class Admission {
 
   #unlisten(task: Task): void {
     task.listening = false
-    task.signal!.removeEventListener('abort', task)
+    const signal = task.signal!
+    if (signal instanceof AbortSignal) removeListener.call(signal, 'abort', task)
+    else (signal as SignalLike).removeEventListener('abort', task)
   }
 
   /** Adds `group` just before the cursor, i.e. last in the round. */
@@ -578,10 +602,7 @@ export abstract class Admission {
     task.controller = controller
     task.execSignal = controller.signal
     // The caller's signal must reach the controller while the task runs.
-    if (task.signal !== undefined && !task.listening) {
-      task.listening = true
-      task.signal.addEventListener('abort', task)
-    }
+    if (task.signal !== undefined && !task.listening) listen(task.signal, task)
   }
 
   /** Called by the executor when a running task settled. */
@@ -594,7 +615,7 @@ export abstract class Admission {
     s.runTotal += runTime
     this.#meanRecent = this.#meanRecent === 0 ? runTime : this.#meanRecent + EWMA * (runTime - this.#meanRecent)
     if (!ok) s.failed++
-    if (task.abortReason === undefined && task.execSignal?.aborted === true) s.aborted++
+    if (task.abortReason === undefined && task.execSignal !== undefined && isAborted(task.execSignal)) s.aborted++
     this.#release(task)
     if (ok) task.resolve(value)
     else task.reject(value)
