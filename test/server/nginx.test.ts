@@ -100,6 +100,7 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
   let nginx: ChildProcess | undefined
   let prefix: string | undefined
   const instances: ChildApp[] = []
+  let stopLoad: (() => void) | undefined
 
   before(function () {
     if (!hasTool('nginx')) {
@@ -109,6 +110,9 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
   })
 
   afterEach(async () => {
+    // A run that failed half-way leaves its load running: stop it before the next run starts.
+    stopLoad?.()
+    stopLoad = undefined
     for (const app of instances.splice(0)) {
       app.kill('SIGKILL')
       await app.exited
@@ -153,7 +157,7 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
     let next = 0
     let loadDoneAt = 0
     const load = new Promise<AutocannonResult>((resolve, reject) => {
-      autocannon(
+      const instance = autocannon(
         {
           url: `http://127.0.0.1:${port}`,
           connections: 16,
@@ -172,10 +176,12 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
         },
         (error, result) => {
           loadDoneAt = performance.now()
+          stopLoad = undefined
           if (error) reject(error)
           else resolve(result)
         },
       )
+      stopLoad = () => instance.stop()
     })
 
     const summaries: Array<Record<string, unknown>> = []
