@@ -401,6 +401,8 @@ export class BoundedDispatcher extends Dispatcher {
   #limit: number
   #maxQueue: number | false
   #origins = new Map<string, OriginState>()
+  #lastOrigin: string | undefined = undefined
+  #lastState: OriginState | undefined = undefined
   #closing: Promise<void> | undefined = undefined
   #destroying: Promise<void> | undefined = undefined
   #destroyed = false
@@ -432,11 +434,16 @@ export class BoundedDispatcher extends Dispatcher {
   }
 
   #state(origin: string): OriginState {
+    // Most clients talk to one origin: comparing with the last one is cheaper than hashing the fresh
+    // origin string undici builds for every call.
+    if (origin === this.#lastOrigin) return this.#lastState!
     let state = this.#origins.get(origin)
     if (state === undefined) {
       state = new OriginState(this.#connections, this.#send, this.#onEmpty)
       this.#origins.set(origin, state)
     }
+    this.#lastOrigin = origin
+    this.#lastState = state
     return state
   }
 
