@@ -316,9 +316,9 @@ export class Guard extends EventEmitter implements ScopeOwner {
   }
 
   /**
-   * Marks the guard as shutting down: aborts the lifetime signal (detached work) and makes requests
-   * that arrive from now on abort with `ShutdownError`. Live requests keep running; `abortAll()` ends
-   * them at the grace deadline.
+   * Marks the guard as shutting down (`closing`, readiness answers 503) and aborts the lifetime signal
+   * (detached work). Requests, live and new, keep running: the server drain decides what new requests
+   * get, and `abortAll()` ends those still running at the grace deadline.
    */
   beginShutdown(): void {
     if (this.#closing) return
