@@ -297,6 +297,34 @@ describe('createHttpClient()', function () {
       await waitFor(() => upstream.aborts.length === 2)
     })
 
+    it('times out each call at its own deadline under the client’s timeout, and never one that finished', async () => {
+      upstream.handler = (req, res) => {
+        if (req.url === '/fast') setTimeout(() => res.end('ok'), 10)
+        // anything else never answers
+      }
+      client = createHttpClient({ timeout: 100 })
+      const c = client
+      const timed = (call: Promise<unknown>): Promise<{ error: unknown; after: number }> => {
+        const started = performance.now()
+        return call.then(
+          () => ({ error: undefined, after: performance.now() - started }),
+          (error: unknown) => ({ error, after: performance.now() - started }),
+        )
+      }
+      const first = timed(c.request(`${upstream.url}/slow1`))
+      const fast = c.fetch(`${upstream.url}/fast`).then((r) => r.text())
+      await delay(50)
+      const second = timed(c.fetch(`${upstream.url}/slow2`))
+      expect(await fast).to.equal('ok')
+      const [a, b] = await Promise.all([first, second])
+      for (const outcome of [a, b]) {
+        expect(outcome.error).to.have.property('code', 'LG_ERR_CLIENT_TIMEOUT')
+        expect(outcome.after).to.be.within(95, 100 + 150)
+      }
+      await waitFor(() => upstream.aborts.length === 2)
+      expect(c.stats()[upstream.url]).to.include({ aborted: 2, busy: 0, queued: 0 })
+    })
+
     it('a request() undici refuses before dispatching leaves no listener on the caller’s signal', async () => {
       client = createHttpClient()
       const caller = new AbortController()

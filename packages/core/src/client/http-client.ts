@@ -1,3 +1,5 @@
+import { AsyncResource } from 'node:async_hooks'
+import { performance } from 'node:perf_hooks'
 import {
   fetch as undiciFetch,
   getGlobalDispatcher,
@@ -54,6 +56,75 @@ function onCallTimeout(call: Call, timeout: number): void {
 }
 
 /**
+ * The calls that run under the client's own `timeout`, in deadline order (one duration, so the order
+ * they started in), under a single timer armed for the first deadline: a call joins and leaves the list
+ * in O(1) instead of creating and clearing a timer of its own (on Node 20 a timer made inside a request
+ * is also an async resource that copies the request's context). The timer is created in the context
+ * the client was created in, so it never holds on to a request's.
+ */
+class Deadlines {
+  readonly #ms: number
+  readonly #context = new AsyncResource('leak-guard.http-client.timeout')
+  #head: Call | undefined = undefined
+  #tail: Call | undefined = undefined
+  #timer: NodeJS.Timeout | undefined = undefined
+  readonly #fire = (): void => this.#expire()
+
+  constructor(ms: number) {
+    this.#ms = ms
+  }
+
+  add(call: Call): void {
+    call.deadline = performance.now() + this.#ms
+    const tail = this.#tail
+    call.previous = tail
+    call.next = undefined
+    if (tail === undefined) this.#head = call
+    else tail.next = call
+    this.#tail = call
+    if (this.#timer === undefined) this.#arm(this.#ms)
+  }
+
+  /** Takes `call` out of the list; a no-op when it is not in it. */
+  remove(call: Call): void {
+    const { previous, next } = call
+    if (previous === undefined) {
+      if (this.#head !== call) return
+      this.#head = next
+    } else previous.next = next
+    if (next === undefined) this.#tail = previous
+    else next.previous = previous
+    call.previous = undefined
+    call.next = undefined
+  }
+
+  #arm(delay: number): void {
+    const timer: NodeJS.Timeout = this.#context.runInAsyncScope(setTimeout, undefined, this.#fire, Math.max(1, Math.ceil(delay)))
+    timer.unref()
+    this.#timer = timer
+  }
+
+  #expire(): void {
+    this.#timer = undefined
+    const now = performance.now()
+    let call = this.#head
+    while (call !== undefined && call.deadline <= now) {
+      this.remove(call)
+      onCallTimeout(call, this.#ms)
+      call = this.#head
+    }
+    if (call !== undefined) this.#arm(call.deadline - now)
+  }
+
+  /** Stops the timer (the client is closed and no call is left in the list). */
+  stop(): void {
+    if (this.#head !== undefined || this.#timer === undefined) return
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+}
+
+/**
  * One `client.fetch()`/`client.request()`: listens to the request scope, the caller's signal and its own
  * timer, and removes every listener as soon as it settles (the response body was received, the call
  * failed, or it was aborted). One listener per call on a caller's long-lived signal, removed again,
@@ -77,6 +148,11 @@ class Call implements DispatchOwner {
   #returned = false
   #settled = false
   #timer: NodeJS.Timeout | undefined = undefined
+  #deadlines: Deadlines | undefined = undefined
+  /** When the client's timeout fires (`performance.now()` time), while in `Deadlines`. */
+  deadline = 0
+  previous: Call | undefined = undefined
+  next: Call | undefined = undefined
   #disposeScope: (() => void) | undefined = undefined
   #signal: AbortSignal | undefined = undefined
 
@@ -85,7 +161,7 @@ class Call implements DispatchOwner {
     this.controller = withController ? new AbortController() : undefined
   }
 
-  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined): void {
+  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined, deadlines: Deadlines | undefined): void {
     let remaining = Infinity
     if (scope !== undefined) {
       remaining = scope.remaining()
@@ -94,9 +170,14 @@ class Call implements DispatchOwner {
     // When the request's deadline comes first, no timer of ours: the scope's own timer aborts the call
     // with the request's TimeoutError, which is the reason the caller should see.
     if (timeout !== false && timeout < remaining) {
-      const timer = setTimeout(onCallTimeout, timeout, this, timeout)
-      timer.unref()
-      this.#timer = timer
+      if (deadlines !== undefined) {
+        this.#deadlines = deadlines
+        deadlines.add(this)
+      } else {
+        const timer = setTimeout(onCallTimeout, timeout, this, timeout)
+        timer.unref()
+        this.#timer = timer
+      }
     }
     if (signal !== undefined) {
       this.#signal = signal
@@ -169,6 +250,7 @@ class Call implements DispatchOwner {
     if (this.#settled) return
     this.#settled = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#deadlines?.remove(this)
     this.#disposeScope?.()
     this.#signal?.removeEventListener('abort', this)
   }
@@ -194,6 +276,8 @@ export class HttpClient {
   readonly options: Readonly<ResolvedHttpClientOptions>
   #dispatcher: BoundedDispatcher
   #timeout: number | false
+  /** Calls running under the client's own `timeout` (not a per-call one). */
+  #deadlines: Deadlines | undefined
   #closing: Promise<void> | undefined = undefined
   #destroying: Promise<void> | undefined = undefined
   #unregister: (() => void) | undefined = undefined
@@ -203,6 +287,7 @@ export class HttpClient {
     const resolved = resolveHttpClientOptions(options)
     this.options = Object.freeze(resolved)
     this.#timeout = resolved.timeout
+    this.#deadlines = resolved.timeout === false ? undefined : new Deadlines(resolved.timeout)
     this.#dispatcher = new BoundedDispatcher(resolved)
     if (resolved.guard !== undefined) this.#unregister = resolved.guard.register(this)
   }
@@ -241,7 +326,7 @@ export class HttpClient {
       // (and error a half-read body) with; the client's timeout alone aborts the dispatch instead.
       const withController = scope !== undefined || (signal !== undefined && signal !== null)
       call = new Call(this.#dispatcher, withController)
-      call.start(scope, timeout, signal ?? undefined)
+      call.start(scope, timeout, signal ?? undefined, timeout === this.#timeout ? this.#deadlines : undefined)
       fetchInit = withController
         ? { ...init, signal: call.controller!.signal, dispatcher: call as unknown as Dispatcher }
         : init === undefined
@@ -282,7 +367,7 @@ export class HttpClient {
       if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
       if (signal?.aborted) return Promise.reject(signal.reason)
       call = new Call(this.#dispatcher, false)
-      call.start(scope, timeout, signal)
+      call.start(scope, timeout, signal, timeout === this.#timeout ? this.#deadlines : undefined)
       // The call aborts undici's request itself (no AbortSignal needed), so the caller's signal is not passed on.
       if (options === undefined) opts = { dispatcher: call }
       else {
@@ -364,7 +449,7 @@ export class HttpClient {
     if (this.#destroying !== undefined) return this.#destroying
     if (this.#closing === undefined) {
       this.#release()
-      this.#closing = this.#dispatcher.close()
+      this.#closing = this.#dispatcher.close().then(() => this.#deadlines?.stop())
     }
     return this.#closing
   }
@@ -373,7 +458,7 @@ export class HttpClient {
   destroy(error?: Error): Promise<void> {
     if (this.#destroying === undefined) {
       this.#release()
-      this.#destroying = this.#dispatcher.destroy(error ?? null)
+      this.#destroying = this.#dispatcher.destroy(error ?? null).then(() => this.#deadlines?.stop())
     }
     return this.#destroying
   }
