@@ -353,7 +353,11 @@ function fail(handler: LegacyHandler & ModernHandler, error: unknown): false {
  * whether undici created its request synchronously or kept it in the pool's own queue.
  */
 let sending: object | undefined
-/** Calls undici's pool kept in its queue, by the `opts` object undici hands back when it dispatches them. */
+/**
+ * Calls with a modern handler that undici's pool kept in its queue, by the `opts` object undici hands
+ * back when it dispatches them (undici wraps such handlers, so the handler the Client gets is not
+ * ours). A legacy handler (`fetch`, `request`) reaches the Client as it is: it is found by identity.
+ */
 const lagging = new WeakMap<object, TrackedBase>()
 
 /**
@@ -368,12 +372,18 @@ class ContextClient extends Client {
       sending = undefined
       return super.dispatch(opts, handler)
     }
-    const tracked = lagging.get(opts)
-    if (tracked === undefined) return super.dispatch(opts, handler)
-    lagging.delete(opts)
+    let tracked: TrackedBase | undefined
+    if (handler instanceof TrackedBase) tracked = handler
+    else {
+      tracked = lagging.get(opts)
+      if (tracked === undefined) return super.dispatch(opts, handler)
+      lagging.delete(opts)
+    }
     // Aborted while the pool held it: its caller was answered; never create the request.
     if (tracked.done) return true
-    return tracked.context!.runInAsyncScope(super.dispatch, this, opts, handler)
+    const context = tracked.context
+    if (context === undefined) return super.dispatch(opts, handler)
+    return context.runInAsyncScope(super.dispatch, this, opts, handler)
   }
 }
 
@@ -460,7 +470,7 @@ export class BoundedDispatcher extends Dispatcher {
       sending = outer
       if (kept && !tracked.done) {
         tracked.context ??= new AsyncResource('leak-guard.http-client.call')
-        lagging.set(opts, tracked)
+        if (!(tracked instanceof TrackedLegacy)) lagging.set(opts, tracked)
       } else if (!kept) {
         tracked.context = undefined
       }
