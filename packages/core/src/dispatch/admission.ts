@@ -146,7 +146,7 @@ export class Task {
   reject: (error: unknown) => void
   /** `performance.now()` when it was queued (queued tasks only), then when it started. */
   time = 0
-  /** The submitter's AsyncLocalStorage context (set only for tasks that waited for a slot). */
+  /** The submitter's AsyncLocalStorage context (only for queued tasks of executors that run JS here). */
   context: AsyncResource | undefined = undefined
   /** Where the task was submitted, when the guard captures stacks; formatted only if reported. */
   trace: LazyStack | undefined = undefined
@@ -312,6 +312,11 @@ export abstract class Admission {
   protected abstract abortRunning(task: Task, reason: unknown): void
   /** Stops the executor (threads). Called once, by `destroy()`. */
   protected abstract shutdownExecutor(): Promise<void>
+  /**
+   * Whether a queued task must start in its submitter's AsyncLocalStorage context (dispatcher: the work
+   * runs here; thread pool: no, it runs on a thread, and the caller's `await` resumes in its own context).
+   */
+  protected abstract readonly keepsContext: boolean
   /** Whether abortable tasks need a signal of their own while running (thread pool: yes). */
   protected abstract readonly ownSignal: boolean
   /** The signal for work that has neither a request nor a caller's signal. */
@@ -364,7 +369,7 @@ export abstract class Admission {
       // The task will start from whatever callback frees a slot; keep the submitter's context for it.
       // A plain AsyncResource, not AsyncLocalStorage.snapshot(): on Node 20 snapshot() goes through
       // AsyncResource.bind(), which costs ~10× more (a deprecation getter and closures per call).
-      task.context = new AsyncResource('leak-guard.task')
+      if (this.keepsContext) task.context = new AsyncResource('leak-guard.task')
       if (signal !== undefined) listen(signal, task)
       this.#enqueue(task)
     }
@@ -572,8 +577,8 @@ export abstract class Admission {
     if (tail === undefined) this.#runHead = task
     else tail.next = task
     this.#runTail = task
-    // Only queued tasks have a context (and an enqueue time); the others waited 0 ms.
-    if (task.context !== undefined) this.#stats.waitTotal += now - task.time
+    // Only queued tasks have an enqueue time (performance.now() > 0); the others waited 0 ms.
+    if (task.time !== 0) this.#stats.waitTotal += now - task.time
     task.time = now
     this.#stats.waitCount++
     // Which signal the work sees: one source is handed over as is; two (request + caller) need a

@@ -30,6 +30,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  */
 export class Dispatcher extends Admission {
   protected readonly ownSignal = false
+  protected readonly keepsContext = true
   #lifetime: AbortController | undefined
 
   /** @internal Use `createDispatcher()`. */

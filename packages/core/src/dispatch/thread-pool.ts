@@ -72,6 +72,7 @@ function noop(): void {}
  */
 export class ThreadPool extends Admission {
   protected readonly ownSignal = true
+  protected readonly keepsContext = false
   readonly #piscina: Piscina
   /** >0 while leak-guard itself terminates a thread (an abort), so it is not taken for a crash. */
   #killing = 0
@@ -160,10 +161,11 @@ export class ThreadPool extends Admission {
 
   protected start(task: Task): void {
     const extra = task.options as ThreadRunOptions | undefined
-    const runOptions: { signal?: AbortSignal; transferList?: TransferListItem[]; name?: string } = {}
-    if (task.controller !== undefined) runOptions.signal = task.controller.signal
-    if (extra?.transferList !== undefined) runOptions.transferList = extra.transferList as TransferListItem[]
-    if (extra?.name !== undefined) runOptions.name = extra.name
+    // No options object at all for the common task (piscina then uses its defaults).
+    let runOptions: { signal?: AbortSignal; transferList?: TransferListItem[]; name?: string } | undefined
+    if (task.controller !== undefined || extra?.transferList !== undefined || extra?.name !== undefined) {
+      runOptions = { signal: task.execSignal, transferList: extra?.transferList as TransferListItem[] | undefined, name: extra?.name }
+    }
     this.#piscina.run(task.work, runOptions).then(
       (value: unknown) => this.settle(task, true, value),
       (error: unknown) => this.settle(task, false, this.#classify(task, error)),
