@@ -6,7 +6,10 @@
 // shared, loaded machine the second is the steadier one: it does not count time the process was not
 // scheduled, and 1e6 / (CPU µs per request) is the throughput a CPU-bound client would reach.
 //
-//   node bench/client/run.mjs [--rounds 7] [--duration 2000] [--concurrency 32]
+//   node bench/client/run.mjs [--rounds 7] [--duration 2000] [--concurrency 32] [--no-watcher]
+//
+// --no-watcher: the request scope's guard is created with `context: false`, which leaves out the
+// outgoing-call watcher (observe/outgoing: every call created inside a live scope joins its tasks).
 import { fork } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { once } from 'node:events'
@@ -25,6 +28,7 @@ const arg = (name, fallback) => {
 const rounds = arg('rounds', 7)
 const duration = arg('duration', 2000)
 const concurrency = arg('concurrency', 32)
+const watcher = !args.includes('--no-watcher')
 
 const here = dirname(fileURLToPath(import.meta.url))
 const child = fork(join(here, 'upstream.mjs'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
@@ -47,7 +51,7 @@ const client = createHttpClient({ ...settings, maxQueue: 256, timeout: 30_000 })
 // One long-lived request scope (no deadline) for the "in a request scope" variants: every client call
 // registers with it and unregisters when it settles. `scope.run()` (AsyncLocalStorage) is paid by the
 // undici variants run in it too, so their ratio is the client's own cost inside a request.
-const guard = createGuard({ timeout: false })
+const guard = createGuard({ timeout: false, context: watcher })
 const fakeReq = { method: 'GET', url: '/bench', headers: {} }
 const fakeRes = new EventEmitter()
 const scope = guard.begin(fakeReq, fakeRes)
@@ -135,7 +139,7 @@ const median = (xs) => {
 }
 const med = Object.fromEntries(names.map((n) => [n, median(results[n])]))
 const medCpu = Object.fromEntries(names.map((n) => [n, median(cpu[n])]))
-console.log(`node ${process.version}, undici ${(await import('undici/package.json', { with: { type: 'json' } })).default.version}, ${rounds} rounds x ${duration} ms, concurrency ${concurrency}`)
+console.log(`node ${process.version}, undici ${(await import('undici/package.json', { with: { type: 'json' } })).default.version}, ${rounds} rounds x ${duration} ms, concurrency ${concurrency}${watcher ? '' : ', no outgoing-call watcher'}`)
 for (const name of names) {
   console.log(`${name.padEnd(40)} median ${med[name].toFixed(0).padStart(7)} req/s  ${medCpu[name].toFixed(1).padStart(7)} CPU µs/req   req/s rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
 }
