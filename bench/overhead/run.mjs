@@ -23,11 +23,12 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 
 const allFrameworks = ['express', 'koa', 'fastify']
-const allVariants = ['bare', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer']
+const allVariants = ['bare', 'bare-signal', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer']
 const peerName = { express: 'connect-timeout', koa: 'koa-timeout-v2', fastify: 'handlerTimeout' }
 const label = (framework, variant) =>
   ({
     bare: 'bare',
+    'bare-signal': 'bare + `new AbortController()` read per request (reference)',
     'lg-nocontext': 'leak-guard `context: false`',
     'lg-default': 'leak-guard default',
     'lg-signal': 'leak-guard default + signal read',
@@ -57,7 +58,7 @@ function parseArgs(argv) {
     else if (a === '--variants') out.variants = list(value(), allVariants, a)
     else if (a === '--json') out.json = true
     else if (a === '--help' || a === '-h') {
-      console.log('node bench/overhead/run.mjs [--rounds 5] [--duration 3] [--warmup 1] [--connections 50] [--rate req/s] [--frameworks express,koa,fastify] [--variants bare,lg-nocontext,lg-default,lg-signal,peer] [--json]')
+      console.log('node bench/overhead/run.mjs [--rounds 5] [--duration 3] [--warmup 1] [--connections 50] [--rate req/s] [--frameworks express,koa,fastify] [--variants bare,bare-signal,lg-nocontext,lg-default,lg-signal,peer] [--json]')
       process.exit(0)
     } else throw new Error(`unknown argument ${a}`)
   }
@@ -241,6 +242,7 @@ if (opts.frameworks.includes('fastify')) {
   check('lg-signal', major >= 24 ? 1.1 : 1.3, `budget on Node ${major >= 24 ? '24' : '20'}`)
   if (major < 24) check('lg-nocontext', 1.15, 'budget on Node 20')
   check('peer', undefined, 'reference: Fastify 5.8+ handlerTimeout with request.signal read')
+  check('bare-signal', undefined, 'reference: the cost of one AbortSignal per request alone')
   const lg = get('fastify', 'lg-signal')
   const peer = get('fastify', 'peer')
   if (lg !== undefined && peer !== undefined) {

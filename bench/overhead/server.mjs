@@ -3,7 +3,9 @@
 //   node bench/overhead/server.mjs <framework> <variant>
 //
 // framework: express | koa | fastify
-// variant:   bare | lg-nocontext | lg-default | lg-signal | peer
+// variant:   bare | bare-signal | lg-nocontext | lg-default | lg-signal | peer
+//            (bare-signal: the bare handler creates one AbortController and reads its signal: the floor
+//            any variant that hands out a real AbortSignal per request pays)
 //
 // It listens on 127.0.0.1:0 and talks to the parent over IPC:
 //   -> { type: 'ready', port }                       once listening
@@ -20,6 +22,7 @@ let requests = 0
 const options = variant === 'lg-nocontext' ? { context: false, timeout: TIMEOUT } : { timeout: TIMEOUT }
 const guarded = variant.startsWith('lg-')
 const readSignal = variant === 'lg-signal'
+const bareSignal = variant === 'bare-signal'
 
 async function express() {
   const { default: createApp } = await import('express')
@@ -44,6 +47,12 @@ async function express() {
     app.get('/', (req, res) => {
       requests++
       if (req.timedout) return
+      res.send(BODY)
+    })
+  } else if (bareSignal) {
+    app.get('/', (req, res) => {
+      requests++
+      if (new AbortController().signal.aborted) return
       res.send(BODY)
     })
   } else {
@@ -80,6 +89,12 @@ async function koa() {
       if (ctx.state.timeout) return
       ctx.body = BODY
     })
+  } else if (bareSignal) {
+    app.use((ctx) => {
+      requests++
+      if (new AbortController().signal.aborted) return
+      ctx.body = BODY
+    })
   } else {
     app.use((ctx) => {
       requests++
@@ -110,6 +125,12 @@ async function fastify() {
       if (request.signal.aborted) return undefined
       return BODY
     })
+  } else if (bareSignal) {
+    app.get('/', async () => {
+      requests++
+      if (new AbortController().signal.aborted) return undefined
+      return BODY
+    })
   } else {
     app.get('/', async () => {
       requests++
@@ -121,8 +142,8 @@ async function fastify() {
 }
 
 const factories = { express, koa, fastify }
-if (!(framework in factories) || !['bare', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer'].includes(variant)) {
-  console.error(`usage: server.mjs <express|koa|fastify> <bare|lg-nocontext|lg-default|lg-signal|peer>, got ${framework} ${variant}`)
+if (!(framework in factories) || !['bare', 'bare-signal', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer'].includes(variant)) {
+  console.error(`usage: server.mjs <express|koa|fastify> <bare|bare-signal|lg-nocontext|lg-default|lg-signal|peer>, got ${framework} ${variant}`)
   process.exit(2)
 }
 const server = await factories[framework]()
