@@ -5,7 +5,7 @@ import * as http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import express from 'express'
 import Fastify from 'fastify'
-import { getGlobalDispatcher } from 'undici'
+import { getGlobalDispatcher, interceptors, request as undiciRequest } from 'undici'
 import { createGuard, currentScope, isLeakGuardError, type LeakEvent } from '@leak-guard/core'
 import { createHttpClient, type HttpClient } from '@leak-guard/core/client'
 import { leakGuard } from '@leak-guard/express'
@@ -373,10 +373,13 @@ describe('createHttpClient()', function () {
   })
 
   describe('when more calls are in flight than connections', () => {
-    const cases: Array<[number, 'request' | 'fetch']> = [
+    // 'interceptor': undici's request() on `client.dispatcher` composed with an interceptor whose handler
+    // uses undici 7's handler interface (onRequestStart...), which undici wraps on the way to a connection.
+    const cases: Array<[number, 'request' | 'fetch' | 'interceptor']> = [
       [1, 'request'],
       [2, 'request'],
       [2, 'fetch'],
+      [2, 'interceptor'],
     ]
     for (const [connections, api] of cases) {
       it(`creates each queued call in the context of the inbound request that made it (connections: ${connections}, ${api})`, async () => {
@@ -394,8 +397,11 @@ describe('createHttpClient()', function () {
             const pending = c.request(url)
             maxQueued = Math.max(maxQueued, c.stats()[upstream.url]?.queued ?? 0)
             body = await (await pending).body.text()
-          } else {
+          } else if (api === 'fetch') {
             body = await (await c.fetch(url)).text()
+          } else {
+            const composed = c.dispatcher.compose(interceptors.redirect({ maxRedirections: 1 }))
+            body = await (await undiciRequest(url, { dispatcher: composed })).body.text()
           }
           res.end(body)
         })
