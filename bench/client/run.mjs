@@ -61,13 +61,13 @@ const variants = {
     const r = await fetch(url, { dispatcher: agent })
     await r.arrayBuffer()
   },
+  'client.fetch': async () => {
+    const r = await client.fetch(url)
+    await r.arrayBuffer()
+  },
   // What a caller pays for cancellation with undici alone: a fresh AbortController per call.
   'undici fetch + signal': async () => {
     const r = await fetch(url, { dispatcher: agent, signal: new AbortController().signal })
-    await r.arrayBuffer()
-  },
-  'client.fetch': async () => {
-    const r = await client.fetch(url)
     await r.arrayBuffer()
   },
   // Inside a request scope: the same calls from a handler's point of view. undici's fetch there does
@@ -143,7 +143,12 @@ console.log(`node ${process.version}, undici ${(await import('undici/package.jso
 for (const name of names) {
   console.log(`${name.padEnd(40)} median ${med[name].toFixed(0).padStart(7)} req/s  ${medCpu[name].toFixed(1).padStart(7)} CPU µs/req   req/s rounds: ${results[name].map((x) => x.toFixed(0)).join(' ')}`)
 }
-const ratio = (a, b) => `${(med[a] / med[b]).toFixed(3)} (req/s)  ${(medCpu[b] / medCpu[a]).toFixed(3)} (CPU per request)`
+// Also the median of the per-round ratios: the variants compared are run next to each other in most
+// rounds, so a ratio taken within a round is less exposed to load that changes between rounds.
+const perRound = (a, b, xs, invert) => median(xs[a].map((x, i) => (invert ? xs[b][i] / x : x / xs[b][i])))
+const ratio = (a, b) =>
+  `${(med[a] / med[b]).toFixed(3)} (req/s)  ${(medCpu[b] / medCpu[a]).toFixed(3)} (CPU per request)` +
+  `   per-round median ${perRound(a, b, results, false).toFixed(3)} (req/s)  ${perRound(a, b, cpu, true).toFixed(3)} (CPU)`
 console.log(`ratio client.fetch / undici fetch:                 ${ratio('client.fetch', 'undici fetch')}`)
 console.log(`ratio client.fetch / undici fetch + signal:        ${ratio('client.fetch', 'undici fetch + signal')}`)
 console.log(`ratio client.request / undici request:             ${ratio('client.request', 'undici request')}`)
