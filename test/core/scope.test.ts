@@ -182,11 +182,11 @@ describe('RequestScope', () => {
         const guard = createGuard({ timeout: 10_000 })
         const scopes = Array.from({ length: 100 }, () => begin(guard))
         // Scopes on the guard's default timeout share the guard's one deadline timer.
-        expect(timers.live()).to.equal(1)
+        expect(timers.live(), timers.stacks().join('\n---\n')).to.equal(1)
         for (const { res } of scopes) res.finish()
         // destroy hooks run asynchronously after clearTimeout
         for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
-        expect(timers.live()).to.equal(0)
+        expect(timers.live(), timers.stacks().join('\n---\n')).to.equal(0)
         expect(guard.size).to.equal(0)
       } finally {
         timers.stop()

@@ -17,8 +17,9 @@ export function trackTimers(): { live(): number; stacks(): string[]; stop(): voi
       // The code that asked for the timer: the frame that called the public timers API. Timers Node
       // creates for itself (the Date header cache, socket timeouts) are called from Node's internals.
       const lines = stack.split('\n')
-      const created = lines.findIndex((line) => line.includes('new Timeout'))
-      const caller = lines.slice(created + 1).find((line) => !line.includes('node:timers:') && !line.includes('node:timers/promises'))
+      // The first frame outside Node's internals and this helper (Node 24 does not always show a
+      // `new Timeout` frame between them).
+      const caller = lines.slice(1).find((line) => !line.includes('(node:') && !/^\s+at node:/.test(line) && !line.includes('helpers/timers.ts'))
       if (caller !== undefined && /packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(caller)) live.set(asyncId, stack)
     },
     destroy(asyncId) {

@@ -1,7 +1,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
 import { storage } from '../scope/context.js'
-import { kOwner, kTrack, type RequestScope, type ScopeOwner } from '../scope/request-scope.js'
+import { kOwner, kTrack, kUntrack, type RequestScope, type ScopeOwner, type SpawnedTask } from '../scope/request-scope.js'
 import { calledFromUserCode, captureUserStack, type LazyStack } from './stack.js'
 
 /**
@@ -43,7 +43,7 @@ interface HttpClientRequest {
 }
 
 const watchers = new Set<ScopeOwner>()
-const pending = new WeakMap<object, () => void>()
+const pending = new WeakMap<object, OutgoingCall>()
 const seenHttp = new WeakSet<object>()
 
 function scopeFor(): RequestScope | undefined {
@@ -57,36 +57,66 @@ function scopeFor(): RequestScope | undefined {
  * subscriber when it runs synchronously inside the caller's code, so a late call can be checked for
  * really coming from user code before it is blamed on the scope (see `calledFromUserCode`).
  */
-function attach(scope: RequestScope, trace: LazyStack | undefined, label: string, key: object, origin?: (message: unknown) => void): boolean {
-  const owner = scope[kOwner]
+/**
+ * An outgoing call a live scope watches: one small object per call, no promise. Its label is built only
+ * when a dump or a leak report reads it.
+ */
+class OutgoingCall implements SpawnedTask {
+  readonly kind = 'request' as const
+  readonly startedAt: number
+  readonly scope: RequestScope
+  #trace: LazyStack | undefined
+  #request: object
+  #format: (request: never) => string
+
+  constructor(scope: RequestScope, trace: LazyStack | undefined, request: object, format: (request: never) => string) {
+    this.startedAt = performance.now()
+    this.scope = scope
+    this.#trace = trace
+    this.#request = request
+    this.#format = format
+  }
+
+  get stack(): string | undefined {
+    return this.#trace?.stack
+  }
+
+  get label(): string {
+    return this.#format(this.#request as never)
+  }
+}
+
+/**
+ * Reports a late call, or tracks a call of a live scope until `finish(request)`. `origin` is the channel
+ * subscriber when it runs synchronously inside the caller's code, so a late call can be checked for
+ * really coming from user code before it is blamed on the scope (see `calledFromUserCode`).
+ */
+function attach<R extends object>(scope: RequestScope, trace: LazyStack | undefined, request: R, format: (request: R) => string, origin?: (message: unknown) => void): boolean {
   if (scope.state !== 'running') {
     // Rare path: the cost of a stack walk is paid only here.
     const fromUser = origin === undefined || (trace !== undefined ? trace.stack !== undefined : calledFromUserCode(origin))
-    if (fromUser) owner.reportLeak(scope, 'request', trace?.stack)
+    if (fromUser) scope[kOwner].reportLeak(scope, 'request', trace?.stack)
     return false
   }
-  let done!: () => void
-  const promise = new Promise<void>((resolve) => {
-    done = resolve
-  })
-  pending.set(key, done)
-  scope[kTrack]({
-    promise,
-    get stack() {
-      return trace?.stack
-    },
-    startedAt: performance.now(),
-    kind: 'request',
-    label,
-  })
+  const call = new OutgoingCall(scope, trace, request, format as (request: never) => string)
+  pending.set(request, call)
+  scope[kTrack](call)
   return true
 }
 
 function finish(key: object): void {
-  const done = pending.get(key)
-  if (done === undefined) return
+  const call = pending.get(key)
+  if (call === undefined) return
   pending.delete(key)
-  done()
+  call.scope[kUntrack](call)
+}
+
+function undiciLabel(request: UndiciRequest): string {
+  return `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`
+}
+
+function httpLabel(request: HttpClientRequest): string {
+  return `${request.method ?? 'GET'} ${request.protocol ?? 'http:'}//${request.host ?? ''}${request.path ?? ''}`
 }
 
 function onUndiciCreate(message: unknown): void {
@@ -95,7 +125,7 @@ function onUndiciCreate(message: unknown): void {
   const request = (message as { request?: UndiciRequest }).request
   if (request === undefined || request === null) return
   const stack = scope[kOwner].captureStacks ? captureUserStack(onUndiciCreate) : undefined
-  attach(scope, stack, `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`, request, onUndiciCreate)
+  attach(scope, stack, request, undiciLabel, onUndiciCreate)
 }
 
 function onUndiciDone(message: unknown): void {
@@ -104,8 +134,7 @@ function onUndiciDone(message: unknown): void {
 }
 
 function watchHttp(request: HttpClientRequest, trace: LazyStack | undefined, scope: RequestScope, origin?: (message: unknown) => void): void {
-  const label = `${request.method ?? 'GET'} ${request.protocol ?? 'http:'}//${request.host ?? ''}${request.path ?? ''}`
-  if (attach(scope, trace, label, request, origin)) request.once('close', () => finish(request))
+  if (attach(scope, trace, request, httpLabel, origin)) request.once('close', () => finish(request))
 }
 
 function onHttpCreated(message: unknown): void {

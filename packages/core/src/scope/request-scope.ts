@@ -57,7 +57,8 @@ export interface ScopeOwner {
 }
 
 export interface SpawnedTask {
-  readonly promise: Promise<unknown>
+  /** The work's promise (`scope.spawn()`); outgoing calls the guard watches have none. */
+  readonly promise?: Promise<unknown>
   /** Stack where the task was started, when `captureStacks` is on. */
   readonly stack: string | undefined
   readonly startedAt: number
@@ -70,6 +71,7 @@ export interface SpawnedTask {
 /** @internal Lets the late-work watcher find a scope's guard and attach outgoing calls to it. */
 export const kOwner = Symbol('leak-guard.scope.owner')
 export const kTrack = Symbol('leak-guard.scope.track')
+export const kUntrack = Symbol('leak-guard.scope.untrack')
 
 const OPEN = 0
 const ABORTED = 1
@@ -444,14 +446,17 @@ export class RequestScope {
     return this.#owner
   }
 
-  /** @internal Adds work started elsewhere (an outgoing call) to the tasks watched past the end. */
+  /**
+   * @internal Adds work started elsewhere (an outgoing call) to the tasks watched past the end; the
+   * caller removes it with `kUntrack` when it settles (the set outlives the scope's end for that).
+   */
   [kTrack](task: SpawnedTask): void {
-    const tasks = (this.#tasks ??= new Set())
-    tasks.add(task)
-    const settle = (): void => {
-      tasks.delete(task)
-    }
-    task.promise.then(settle, settle)
+    ;(this.#tasks ??= new Set()).add(task)
+  }
+
+  /** @internal Removes a task added with `kTrack`. */
+  [kUntrack](task: SpawnedTask): void {
+    this.#tasks?.delete(task)
   }
 
   /**
