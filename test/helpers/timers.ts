@@ -17,9 +17,12 @@ export function trackTimers(): { live(): number; stacks(): string[]; stop(): voi
       // The code that asked for the timer: the frame that called the public timers API. Timers Node
       // creates for itself (the Date header cache, socket timeouts) are called from Node's internals.
       const lines = stack.split('\n')
-      // The first frame outside Node's internals and this helper (Node 24 does not always show a
-      // `new Timeout` frame between them).
-      const caller = lines.slice(1).find((line) => !line.includes('(node:') && !/^\s+at node:/.test(line) && !line.includes('helpers/timers.ts'))
+      // The frame right below the timers module's own frames (Node 24 does not always show a
+      // `new Timeout` frame among them): a timer Node's http code arms for itself has a node: frame there.
+      const isTimers = (line: string): boolean => /node:(?:internal\/)?timers/.test(line)
+      let i = lines.findIndex(isTimers)
+      while (i !== -1 && i < lines.length && isTimers(lines[i]!)) i++
+      const caller = i === -1 ? undefined : lines[i]
       if (caller !== undefined && /packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(caller)) live.set(asyncId, stack)
     },
     destroy(asyncId) {
