@@ -2,7 +2,7 @@ import { expect } from 'chai'
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { trackTimers } from '../helpers/timers.js'
-import { ClientClosedError, createGuard, ShutdownError, TimeoutError, type Guard, type LeakEvent } from '@leak-guard/core'
+import { ClientClosedError, createGuard, currentScope, ShutdownError, TimeoutError, type Guard, type LeakEvent } from '@leak-guard/core'
 
 /** A stand-in response: an emitter with the fields the scope reads. Real-socket behaviour is in test/conformance. */
 function fakeResponse() {
@@ -174,6 +174,22 @@ describe('RequestScope', () => {
       } finally {
         timers.stop()
       }
+    })
+
+    it('answers a default deadline outside the context of the request that armed the shared timer', async () => {
+      const other = begin(createGuard({ timeout: false }))
+      const guard = createGuard({ timeout: 30 })
+      // The first scope of the guard arms its shared timer while another request's context is current.
+      const first = other.scope.run(() => begin(guard))
+      let seen: unknown = 'not called'
+      first.scope.onAbort(() => {
+        seen = currentScope()
+      })
+      await sleep(60)
+      expect(first.scope.reason?.code).to.equal('LG_ERR_TIMEOUT')
+      expect(seen).to.equal(undefined)
+      first.res.finish()
+      other.res.finish()
     })
 
     it('leaves no timer behind once the request ended', async () => {

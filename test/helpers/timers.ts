@@ -19,7 +19,8 @@ export function trackTimers(): { live(): number; stacks(): string[]; stop(): voi
       const lines = stack.split('\n')
       // The frame right below the timers module's own frames (Node 24 does not always show a
       // `new Timeout` frame among them): a timer Node's http code arms for itself has a node: frame there.
-      const isTimers = (line: string): boolean => /node:(?:internal\/)?timers/.test(line)
+      // `AsyncResource#runInAsyncScope(setTimeout, ...)` calls the timers API on its caller's behalf.
+      const isTimers = (line: string): boolean => /node:(?:internal\/)?timers|runInAsyncScope/.test(line)
       let i = lines.findIndex(isTimers)
       while (i !== -1 && i < lines.length && isTimers(lines[i]!)) i++
       const caller = i === -1 ? undefined : lines[i]

@@ -1,5 +1,3 @@
-import { AsyncResource } from 'node:async_hooks'
-import { performance } from 'node:perf_hooks'
 import {
   fetch as undiciFetch,
   getGlobalDispatcher,
@@ -14,6 +12,7 @@ import { ClientQueueFullError, ClientTimeoutError } from '../errors.js'
 import { invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
+import { DeadlineList, kDeadline, kList, kNext, kPrev } from '../timeout/deadline-list.js'
 import { BoundedDispatcher, type DispatchOwner, type Tracked } from './dispatcher.js'
 import { resolveHttpClientOptions, type HttpClientOptions, type ResolvedHttpClientOptions } from './options.js'
 
@@ -56,75 +55,6 @@ function onCallTimeout(call: Call, timeout: number): void {
 }
 
 /**
- * The calls that run under the client's own `timeout`, in deadline order (one duration, so the order
- * they started in), under a single timer armed for the first deadline: a call joins and leaves the list
- * in O(1) instead of creating and clearing a timer of its own (on Node 20 a timer made inside a request
- * is also an async resource that copies the request's context). The timer is created in the context
- * the client was created in, so it never holds on to a request's.
- */
-class Deadlines {
-  readonly #ms: number
-  readonly #context = new AsyncResource('leak-guard.http-client.timeout')
-  #head: Call | undefined = undefined
-  #tail: Call | undefined = undefined
-  #timer: NodeJS.Timeout | undefined = undefined
-  readonly #fire = (): void => this.#expire()
-
-  constructor(ms: number) {
-    this.#ms = ms
-  }
-
-  add(call: Call): void {
-    call.deadline = performance.now() + this.#ms
-    const tail = this.#tail
-    call.previous = tail
-    call.next = undefined
-    if (tail === undefined) this.#head = call
-    else tail.next = call
-    this.#tail = call
-    if (this.#timer === undefined) this.#arm(this.#ms)
-  }
-
-  /** Takes `call` out of the list; a no-op when it is not in it. */
-  remove(call: Call): void {
-    const { previous, next } = call
-    if (previous === undefined) {
-      if (this.#head !== call) return
-      this.#head = next
-    } else previous.next = next
-    if (next === undefined) this.#tail = previous
-    else next.previous = previous
-    call.previous = undefined
-    call.next = undefined
-  }
-
-  #arm(delay: number): void {
-    const timer: NodeJS.Timeout = this.#context.runInAsyncScope(setTimeout, undefined, this.#fire, Math.max(1, Math.ceil(delay)))
-    timer.unref()
-    this.#timer = timer
-  }
-
-  #expire(): void {
-    this.#timer = undefined
-    const now = performance.now()
-    let call = this.#head
-    while (call !== undefined && call.deadline <= now) {
-      this.remove(call)
-      onCallTimeout(call, this.#ms)
-      call = this.#head
-    }
-    if (call !== undefined) this.#arm(call.deadline - now)
-  }
-
-  /** Stops the timer (the client is closed and no call is left in the list). */
-  stop(): void {
-    if (this.#head !== undefined || this.#timer === undefined) return
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-  }
-}
-
-/**
  * One `client.fetch()`/`client.request()`: listens to the request scope, the caller's signal and its own
  * timer, and removes every listener as soon as it settles (the response body was received, the call
  * failed, or it was aborted). One listener per call on a caller's long-lived signal, removed again,
@@ -148,11 +78,12 @@ class Call implements DispatchOwner {
   #returned = false
   #settled = false
   #timer: NodeJS.Timeout | undefined = undefined
-  #deadlines: Deadlines | undefined = undefined
-  /** When the client's timeout fires (`performance.now()` time), while in `Deadlines`. */
-  deadline = 0
-  previous: Call | undefined = undefined
-  next: Call | undefined = undefined
+  #deadlines: DeadlineList<Call> | undefined = undefined;
+  /** @internal Links of the client's deadline list (calls on the client's default timeout). */
+  [kDeadline] = 0;
+  [kList]: DeadlineList<never> | undefined = undefined;
+  [kPrev]: Call | undefined = undefined;
+  [kNext]: Call | undefined = undefined
   #disposeScope: (() => void) | undefined = undefined
   #signal: AbortSignal | undefined = undefined
 
@@ -161,7 +92,7 @@ class Call implements DispatchOwner {
     this.controller = withController ? new AbortController() : undefined
   }
 
-  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined, deadlines: Deadlines | undefined): void {
+  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined, deadlines: DeadlineList<Call> | undefined): void {
     let remaining = Infinity
     if (scope !== undefined) {
       remaining = scope.remaining()
@@ -277,7 +208,7 @@ export class HttpClient {
   #dispatcher: BoundedDispatcher
   #timeout: number | false
   /** Calls running under the client's own `timeout` (not a per-call one). */
-  #deadlines: Deadlines | undefined
+  #deadlines: DeadlineList<Call> | undefined
   #closing: Promise<void> | undefined = undefined
   #destroying: Promise<void> | undefined = undefined
   #unregister: (() => void) | undefined = undefined
@@ -287,7 +218,7 @@ export class HttpClient {
     const resolved = resolveHttpClientOptions(options)
     this.options = Object.freeze(resolved)
     this.#timeout = resolved.timeout
-    this.#deadlines = resolved.timeout === false ? undefined : new Deadlines(resolved.timeout)
+    this.#deadlines = resolved.timeout === false ? undefined : new DeadlineList<Call>(resolved.timeout, (call) => onCallTimeout(call, resolved.timeout as number))
     this.#dispatcher = new BoundedDispatcher(resolved)
     if (resolved.guard !== undefined) this.#unregister = resolved.guard.register(this)
   }
@@ -449,7 +380,7 @@ export class HttpClient {
     if (this.#destroying !== undefined) return this.#destroying
     if (this.#closing === undefined) {
       this.#release()
-      this.#closing = this.#dispatcher.close().then(() => this.#deadlines?.stop())
+      this.#closing = this.#dispatcher.close()
     }
     return this.#closing
   }
@@ -458,7 +389,7 @@ export class HttpClient {
   destroy(error?: Error): Promise<void> {
     if (this.#destroying === undefined) {
       this.#release()
-      this.#destroying = this.#dispatcher.destroy(error ?? null).then(() => this.#deadlines?.stop())
+      this.#destroying = this.#dispatcher.destroy(error ?? null)
     }
     return this.#destroying
   }

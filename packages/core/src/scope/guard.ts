@@ -9,8 +9,9 @@ import { logLeak, type LeakLogger } from '../observe/leak-log.js'
 import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
 import { kAnswer, kEnd, kScopeOf } from './internal.js'
+import { DeadlineList } from '../timeout/deadline-list.js'
 import {
-  DeadlineQueue,
+  onDeadline,
   RequestScope,
   type AnyRequest,
   type AnyResponse,
@@ -177,7 +178,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
   readonly captureStacks: boolean
   readonly leakGracePeriod: number
   /** @internal Deadlines of the scopes on the default timeout. */
-  readonly deadlines: DeadlineQueue | undefined
+  readonly deadlines: DeadlineList<RequestScope> | undefined
 
   #live = new Set<RequestScope>()
   #started = 0
@@ -200,7 +201,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.timeoutStatus = resolved.timeoutStatus
     this.captureStacks = resolved.captureStacks
     this.leakGracePeriod = resolved.leakGracePeriod
-    this.deadlines = resolved.timeout === false ? undefined : new DeadlineQueue(resolved.timeout)
+    this.deadlines = resolved.timeout === false ? undefined : new DeadlineList<RequestScope>(resolved.timeout, onDeadline)
     this.retryAfterHeaders = resolved.retryAfter === false ? undefined : Object.freeze({ 'Retry-After': String(resolved.retryAfter) })
     if (resolved.timeoutBody !== undefined) {
       const body = resolved.timeoutBody

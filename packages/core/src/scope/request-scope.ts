@@ -14,6 +14,7 @@ import { answerAbortedResponse } from '../timeout/late-write.js'
 import { kAnswer, kArm, kEnd } from './internal.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
+import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
 
 export type AnyRequest = IncomingMessage | Http2ServerRequest
 export type AnyResponse = ServerResponse | Http2ServerResponse
@@ -48,7 +49,7 @@ export interface ScopeOwner {
   readonly captureStacks: boolean
   readonly leakGracePeriod: number
   /** Deadlines of the scopes that use the default timeout; `undefined` when it is `false`. */
-  readonly deadlines: DeadlineQueue | undefined
+  readonly deadlines: DeadlineList<RequestScope> | undefined
   scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
   reportLeak(scope: RequestScope, kind: 'spawn' | 'task' | 'request' | 'handler', stack?: string): void
@@ -85,89 +86,9 @@ type AbortHandler = (reason: LeakGuardError) => void
 
 let nextId = 1
 
-function onDeadline(scope: RequestScope): void {
+/** @internal A scope's deadline passed: abort it and answer (its own timer, or the guard's deadline list). */
+export function onDeadline(scope: RequestScope): void {
   scope[kAnswer](undefined)
-}
-
-// Links of the deadline queue, kept on the scope so queueing allocates nothing.
-const kPrev = Symbol('leak-guard.scope.prev')
-const kNext = Symbol('leak-guard.scope.next')
-const kQueue = Symbol('leak-guard.scope.queue')
-
-function sweepQueue(queue: DeadlineQueue): void {
-  queue.sweep()
-}
-
-/**
- * The deadlines of the scopes that use their guard's default timeout, in start order. Their deadlines
- * grow in that order, so one timer aimed at the oldest serves them all: a request costs a link and an
- * unlink instead of a `Timeout` armed and cleared (which shows on a hello-world server). A route's own
- * timeout (`scope.setTimeout()`) gets a timer of its own. The timer is cleared whenever the queue
- * empties, so an idle guard holds none.
- */
-export class DeadlineQueue {
-  readonly timeout: number
-  #head: RequestScope | undefined = undefined
-  #tail: RequestScope | undefined = undefined
-  #timer: NodeJS.Timeout | undefined = undefined
-
-  constructor(timeout: number) {
-    this.timeout = timeout
-  }
-
-  add(scope: RequestScope): void {
-    const tail = this.#tail
-    scope[kQueue] = this
-    scope[kPrev] = tail
-    if (tail === undefined) this.#head = scope
-    else tail[kNext] = scope
-    this.#tail = scope
-    if (this.#timer === undefined) this.#arm(scope)
-  }
-
-  remove(scope: RequestScope): void {
-    if (scope[kQueue] !== this) return
-    const prev = scope[kPrev]
-    const next = scope[kNext]
-    if (prev === undefined) this.#head = next
-    else prev[kNext] = next
-    if (next === undefined) this.#tail = prev
-    else next[kPrev] = prev
-    scope[kQueue] = scope[kPrev] = scope[kNext] = undefined
-    // The timer stays aimed at a deadline that may have left: it fires, finds the new head early and
-    // re-aims. Only an empty queue clears it.
-    if (this.#head === undefined && this.#timer !== undefined) {
-      clearTimeout(this.#timer)
-      this.#timer = undefined
-    }
-  }
-
-  /** @internal The timer fired: answers every scope whose deadline passed, then aims at the next. */
-  sweep(): void {
-    this.#timer = undefined
-    const now = performance.now()
-    try {
-      let head = this.#head
-      while (head !== undefined && head.startTime + this.timeout <= now) {
-        this.remove(head)
-        head[kAnswer](undefined)
-        head = this.#head
-      }
-    } finally {
-      // Even if an answer threw (a framework error handler), the scopes behind it keep their deadlines.
-      const head = this.#head
-      if (head !== undefined && this.#timer === undefined) this.#arm(head)
-    }
-  }
-
-  #arm(head: RequestScope): void {
-    const left = head.startTime + this.timeout - performance.now()
-    // Node may run a timer a fraction of a millisecond before performance.now() reaches its time: the
-    // sweep then finds the head not yet due and aims again, 1 ms later.
-    const timer = setTimeout(sweepQueue, left > 1 ? Math.ceil(left) : 1, this)
-    timer.unref()
-    this.#timer = timer
-  }
 }
 
 function markHandled(): void {}
@@ -212,7 +133,8 @@ export class RequestScope {
   #tasks: Set<SpawnedTask> | undefined
   #endTime: number
   #abortTime: number
-  /** @internal */ [kQueue]: DeadlineQueue | undefined
+  /** @internal */ [kDeadline]: number
+  /** @internal */ [kList]: DeadlineList<never> | undefined
   /** @internal */ [kPrev]: RequestScope | undefined
   /** @internal */ [kNext]: RequestScope | undefined
 
@@ -237,19 +159,20 @@ export class RequestScope {
     this.#tasks = undefined
     this.#endTime = 0
     this.#abortTime = 0
-    this[kQueue] = undefined
+    this[kDeadline] = 0
+    this[kList] = undefined
     this[kPrev] = undefined
     this[kNext] = undefined
     if (timeout !== false) {
-      const queue = owner.deadlines
-      if (queue !== undefined && timeout === queue.timeout) queue.add(this)
+      const deadlines = owner.deadlines
+      if (deadlines !== undefined && timeout === deadlines.ms) deadlines.add(this, this.startTime)
       else this[kArm](timeout)
     }
   }
 
-  /** Stops the deadline: leaves the guard's queue or clears the scope's own timer. */
+  /** Stops the deadline: leaves the guard's deadline list or clears the scope's own timer. */
   #disarm(): void {
-    this[kQueue]?.remove(this)
+    this[kList]?.remove(this as never)
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer)
       this.#timer = undefined
