@@ -192,21 +192,75 @@ describe('RequestScope', () => {
       other.res.finish()
     })
 
-    it('leaves no timer behind once the request ended', async () => {
+    it('leaves no timer behind once the requests ended: the shared deadline timer fires once and is not re-armed', async () => {
       const timers = trackTimers()
       try {
-        const guard = createGuard({ timeout: 10_000 })
+        const guard = createGuard({ timeout: 100 })
         const scopes = Array.from({ length: 100 }, () => begin(guard))
         // Scopes on the guard's default timeout share the guard's one deadline timer.
         expect(timers.live(), timers.stacks().join('\n---\n')).to.equal(1)
         for (const { res } of scopes) res.finish()
-        // destroy hooks run asynchronously after clearTimeout
+        expect(guard.size).to.equal(0)
+        // It stays aimed at the first deadline (clearing it whenever the list empties would cost a
+        // timer per request at low concurrency), fires there, finds the list empty and stops.
+        await sleep(130)
         for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
         expect(timers.live(), timers.stacks().join('\n---\n')).to.equal(0)
-        expect(guard.size).to.equal(0)
+        expect(timers.created()).to.equal(1)
       } finally {
         timers.stop()
       }
+    })
+
+    it('arms one deadline timer, not one per request, when requests come one at a time', async () => {
+      const timers = trackTimers()
+      try {
+        const guard = createGuard({ timeout: 10_000 })
+        for (let i = 0; i < 200; i++) begin(guard).res.finish()
+        expect(timers.created()).to.equal(1)
+        expect(guard.size).to.equal(0)
+        // dispose() (shutdown) clears the idle timer at once.
+        guard.dispose()
+        for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+        expect(timers.live(), timers.stacks().join('\n---\n')).to.equal(0)
+      } finally {
+        timers.stop()
+      }
+    })
+  })
+
+  describe('registry', () => {
+    it('lists the live scopes oldest first and forgets each as it ends, in any order', () => {
+      const guard = createGuard({ timeout: false })
+      const entries = Array.from({ length: 5 }, () => begin(guard))
+      const ids = (): number[] => [...guard.scopes()].map((s) => s.id)
+      expect(ids()).to.deep.equal(entries.map((e) => e.scope.id))
+      // middle, newest, oldest, then the rest
+      for (const index of [2, 4, 0]) {
+        entries[index]!.res.finish()
+        entries[index]!.res.finish() // a second close changes nothing
+      }
+      expect(ids()).to.deep.equal([entries[1]!.scope.id, entries[3]!.scope.id])
+      expect(guard.size).to.equal(2)
+      const late = begin(guard)
+      expect(ids()).to.deep.equal([entries[1]!.scope.id, entries[3]!.scope.id, late.scope.id])
+      for (const entry of [entries[1]!, entries[3]!, late]) entry.res.finish()
+      expect(ids()).to.deep.equal([])
+      expect(guard.size).to.equal(0)
+      expect(guard.stats()).to.include({ inFlight: 0, started: 6 })
+      expect(guard.stats().ended.ok).to.equal(6)
+    })
+
+    it('keeps iterating the scopes it listed when they end during the iteration', () => {
+      const guard = createGuard({ timeout: false })
+      const entries = Array.from({ length: 3 }, () => begin(guard))
+      const seen: number[] = []
+      for (const scope of guard.scopes()) {
+        seen.push(scope.id)
+        for (const e of entries) if (e.scope === scope) e.res.finish()
+      }
+      expect(seen).to.deep.equal(entries.map((e) => e.scope.id))
+      expect(guard.size).to.equal(0)
     })
   })
 

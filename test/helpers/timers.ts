@@ -5,8 +5,9 @@ import { createHook } from 'node:async_hooks'
  * those out, and leak-guard unrefs its timers), through an async hook: a timer is live from its init
  * until it is cleared or has fired.
  */
-export function trackTimers(): { live(): number; stacks(): string[]; stop(): void } {
+export function trackTimers(): { live(): number; created(): number; stacks(): string[]; stop(): void } {
   const live = new Map<number, string>()
+  let created = 0
   const hook = createHook({
     init(asyncId, type) {
       if (type !== 'Timeout') return
@@ -24,7 +25,10 @@ export function trackTimers(): { live(): number; stacks(): string[]; stop(): voi
       let i = lines.findIndex(isTimers)
       while (i !== -1 && i < lines.length && isTimers(lines[i]!)) i++
       const caller = i === -1 ? undefined : lines[i]
-      if (caller !== undefined && /packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(caller)) live.set(asyncId, stack)
+      if (caller !== undefined && /packages[\\/][a-z]+[\\/](dist|src)[\\/]/.test(caller)) {
+        live.set(asyncId, stack)
+        created++
+      }
     },
     destroy(asyncId) {
       live.delete(asyncId)
@@ -32,6 +36,7 @@ export function trackTimers(): { live(): number; stacks(): string[]; stop(): voi
   }).enable()
   return {
     live: () => live.size,
+    created: () => created,
     stacks: () => [...live.values()],
     stop: () => hook.disable(),
   }

@@ -380,7 +380,7 @@ export class HttpClient {
     if (this.#destroying !== undefined) return this.#destroying
     if (this.#closing === undefined) {
       this.#release()
-      this.#closing = this.#dispatcher.close()
+      this.#closing = this.#dispatcher.close().then(() => this.#deadlines?.release())
     }
     return this.#closing
   }
@@ -389,7 +389,7 @@ export class HttpClient {
   destroy(error?: Error): Promise<void> {
     if (this.#destroying === undefined) {
       this.#release()
-      this.#destroying = this.#dispatcher.destroy(error ?? null)
+      this.#destroying = this.#dispatcher.destroy(error ?? null).then(() => this.#deadlines?.release())
     }
     return this.#destroying
   }

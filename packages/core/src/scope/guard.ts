@@ -8,7 +8,7 @@ import type { ShutdownSummary } from '../server/shutdown.js'
 import { logLeak, type LeakLogger } from '../observe/leak-log.js'
 import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
-import { kAnswer, kEnd, kScopeOf } from './internal.js'
+import { kAnswer, kEnd, kLiveNext, kLivePrev, kScopeOf } from './internal.js'
 import { DeadlineList } from '../timeout/deadline-list.js'
 import {
   onDeadline,
@@ -180,7 +180,12 @@ export class Guard extends EventEmitter implements ScopeOwner {
   /** @internal Deadlines of the scopes on the default timeout. */
   readonly deadlines: DeadlineList<RequestScope> | undefined
 
-  #live = new Set<RequestScope>()
+  // The registry of live scopes: a list linked through the scopes themselves, oldest first. A Set
+  // showed on a hello-world server: V8 shrinks and regrows its table as it swings between empty and a
+  // few entries, which a server at low concurrency does on every request.
+  #oldest: RequestScope | undefined = undefined
+  #newest: RequestScope | undefined = undefined
+  #size = 0
   #started = 0
   #ended: Mutable<GuardStats['ended']> = { ok: 0, timeout: 0, 'client-closed': 0, shutdown: 0 }
   #leaks: Mutable<GuardStats['leaks']> = { spawn: 0, task: 0, request: 0, handler: 0 }
@@ -219,7 +224,12 @@ export class Guard extends EventEmitter implements ScopeOwner {
    */
   begin(req: AnyRequest, res: AnyResponse, ctx?: unknown, host?: ScopeHost, timeout?: number | false): RequestScope {
     const scope = new RequestScope(this, req, res, timeout === undefined ? this.options.timeout : timeout, ctx, host)
-    this.#live.add(scope)
+    const newest = this.#newest
+    scope[kLivePrev] = newest
+    if (newest === undefined) this.#oldest = scope
+    else newest[kLiveNext] = scope
+    this.#newest = scope
+    this.#size++
     this.#started++
     ;(res as unknown as { [kScopeOf]: RequestScope })[kScopeOf] = scope
     res.on('close', onResponseClose)
@@ -231,19 +241,26 @@ export class Guard extends EventEmitter implements ScopeOwner {
     return this.options.context ? storage.run(scope, fn) : fn()
   }
 
-  /** The live request scopes, oldest first. */
+  /** The live request scopes, oldest first, as they are when called. */
   scopes(): IterableIterator<RequestScope> {
-    return this.#live.values()
+    return this.#liveScopes().values()
+  }
+
+  /** The live scopes now, as an array (the registry's links change as scopes end). */
+  #liveScopes(): RequestScope[] {
+    const list: RequestScope[] = []
+    for (let scope = this.#oldest; scope !== undefined; scope = scope[kLiveNext]) list.push(scope)
+    return list
   }
 
   /** Number of requests in flight. */
   get size(): number {
-    return this.#live.size
+    return this.#size
   }
 
   stats(): GuardStats {
     return {
-      inFlight: this.#live.size,
+      inFlight: this.#size,
       started: this.#started,
       ended: { ...this.#ended },
       leaks: { ...this.#leaks },
@@ -331,7 +348,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
   /** Aborts every live request with `reason` (default: `ShutdownError`) and answers those not yet answered. */
   abortAll(reason?: LeakGuardError): number {
     let count = 0
-    for (const scope of [...this.#live]) {
+    for (const scope of this.#liveScopes()) {
       if (scope.state !== 'running') continue
       scope[kAnswer](reason ?? new ShutdownError(this.retryAfterHeaders))
       count++
@@ -341,7 +358,16 @@ export class Guard extends EventEmitter implements ScopeOwner {
 
   /** @internal */
   scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void {
-    this.#live.delete(scope)
+    const prev = scope[kLivePrev]
+    const next = scope[kLiveNext]
+    if (prev === undefined) {
+      if (this.#oldest !== scope) return // not registered (or already removed)
+      this.#oldest = next
+    } else prev[kLiveNext] = next
+    if (next === undefined) this.#newest = prev
+    else next[kLivePrev] = prev
+    scope[kLivePrev] = scope[kLiveNext] = undefined
+    this.#size--
     this.#ended[outcome]++
     const observers = this.#endObservers
     if (observers !== undefined) for (const fn of observers) fn(scope, outcome)
@@ -417,8 +443,9 @@ export class Guard extends EventEmitter implements ScopeOwner {
     return { drained: 0, aborted, forced: 0, rejected: 0, resources: resources.length, durationMs: Math.round(performance.now() - start) }
   }
 
-  /** Stops the guard's own timers (leak watchers). Called by shutdown; safe to call twice. */
+  /** Stops the guard's own timers (leak watchers, the idle deadline timer). Called by shutdown; safe to call twice. */
   dispose(): void {
+    this.deadlines?.release()
     for (const timer of this.#lateTimers) clearTimeout(timer)
     this.#lateTimers.clear()
     this.#unwatch?.()

@@ -11,7 +11,7 @@ import {
 } from '../errors.js'
 import { invalid } from '../options.js'
 import { answerAbortedResponse } from '../timeout/late-write.js'
-import { kAnswer, kArm, kEnd } from './internal.js'
+import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
@@ -137,6 +137,8 @@ export class RequestScope {
   /** @internal */ [kList]: DeadlineList<never> | undefined
   /** @internal */ [kPrev]: RequestScope | undefined
   /** @internal */ [kNext]: RequestScope | undefined
+  /** @internal */ [kLivePrev]: RequestScope | undefined
+  /** @internal */ [kLiveNext]: RequestScope | undefined
 
   /** @internal Created by `Guard#begin`. */
   constructor(owner: ScopeOwner, req: AnyRequest, res: AnyResponse, timeout: number | false, ctx: unknown, host: ScopeHost | undefined) {
@@ -163,6 +165,8 @@ export class RequestScope {
     this[kList] = undefined
     this[kPrev] = undefined
     this[kNext] = undefined
+    this[kLivePrev] = undefined
+    this[kLiveNext] = undefined
     if (timeout !== false) {
       const deadlines = owner.deadlines
       if (deadlines !== undefined && timeout === deadlines.ms) deadlines.add(this, this.startTime)

@@ -23,8 +23,11 @@ export interface DeadlineEntry {
  * default timeout and for the calls on an HTTP client's default timeout.
  *
  * The timer runs in the async context the list was created in (the app's start-up, not a request's), so
- * it holds on to no request and its callback answers every request in a neutral context. It is cleared
- * whenever the list empties: an idle list holds no timer.
+ * it holds on to no request and its callback answers every request in a neutral context. It is not
+ * cleared when the list empties, which a server at low concurrency does after nearly every request
+ * (clearing and re-arming a `Timeout` per request is the cost this list exists to avoid): it fires at
+ * the deadline it was aimed at, finds the list empty and is not re-armed. So an idle list holds no
+ * timer from at most `ms` after its last entry left, and `release()` clears it at once.
  */
 export class DeadlineList<T extends DeadlineEntry> {
   readonly ms: number
@@ -63,8 +66,12 @@ export class DeadlineList<T extends DeadlineEntry> {
     if (next === undefined) this.#tail = prev
     else next[kPrev] = prev
     entry[kList] = entry[kPrev] = entry[kNext] = undefined
-    // The timer stays aimed at a deadline that may have left: it fires, finds the new head early and
-    // aims again. Only an empty list clears it.
+    // The timer stays aimed at a deadline that may have left: it fires, finds the new head not due yet
+    // (or none) and aims again (or stops).
+  }
+
+  /** Clears the timer if the list is empty (the owner shuts down); entries still in it keep it. */
+  release(): void {
     if (this.#head === undefined && this.#timer !== undefined) {
       clearTimeout(this.#timer)
       this.#timer = undefined
