@@ -212,6 +212,18 @@ describe('createShutdown() in process', () => {
       c.socket.write(`POST /orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
     }
 
+    /** Shutdown began: the listener is closed, idle `c` is still open, and one POST on it is served with `Connection: close`. */
+    async function expectLastRequestServed(server: net.Server, c: RawClient, handled: number[], id: number): Promise<void> {
+      await sleep(50)
+      expect(server.listening).to.equal(false)
+      expect(c.closedAt).to.equal(undefined)
+      post(c, id)
+      const [reply] = await c.responses(1)
+      expect(statusOf(reply)).to.equal(200)
+      expect(headerOf(reply, 'connection')).to.equal('close')
+      expect(handled).to.deep.equal([id])
+    }
+
     async function start(options: Record<string, unknown>) {
       const guard = createGuard({ timeout: false })
       const handled: number[] = []
@@ -242,14 +254,7 @@ describe('createShutdown() in process', () => {
       const { server, shutdown, handled, open } = await start({ idleConnections: 'serve', gracePeriod: 1_000, forceAfter: 2_000 })
       const c = await open()
       const closing = shutdown.close()
-      await sleep(50)
-      expect(server.listening).to.equal(false)
-      expect(c.closedAt).to.equal(undefined)
-      post(c, 7)
-      const [reply] = await c.responses(1)
-      expect(statusOf(reply)).to.equal(200)
-      expect(headerOf(reply, 'connection')).to.equal('close')
-      expect(handled).to.deep.equal([7])
+      await expectLastRequestServed(server, c, handled, 7)
       await c.closed
       const summary = await closing
       expect(summary).to.include({ drained: 1, rejected: 0, forced: 0 })
@@ -297,14 +302,7 @@ describe('createShutdown() in process', () => {
       await c.responses(1)
       c.data = ''
       const closing = app.close()
-      await sleep(50)
-      expect(app.server.listening).to.equal(false)
-      expect(c.closedAt).to.equal(undefined)
-      post(c, 9)
-      const [reply] = await c.responses(1)
-      expect(statusOf(reply)).to.equal(200)
-      expect(headerOf(reply, 'connection')).to.equal('close')
-      expect(handled).to.deep.equal([9])
+      await expectLastRequestServed(app.server, c, handled, 9)
       const started = performance.now()
       await closing
       expect(performance.now() - started).to.be.below(500)

@@ -53,11 +53,6 @@ function scopeFor(): RequestScope | undefined {
 }
 
 /**
- * Reports a late call, or tracks a call of a live scope until `done` is called. `origin` is the channel
- * subscriber when it runs synchronously inside the caller's code, so a late call can be checked for
- * really coming from user code before it is blamed on the scope (see `calledFromUserCode`).
- */
-/**
  * An outgoing call a live scope watches: one small object per call, no promise. Its label is built only
  * when a dump or a leak report reads it.
  */
