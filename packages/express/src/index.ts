@@ -1,15 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
-import {
-  bindRequestEvents,
-  createReadinessHandler,
-  type ClosingState,
-  createGuard,
-  validateRouteTimeout,
-  type Guard,
-  type GuardOptions,
-  type RequestScope,
-  type ScopeHost,
-} from '@leak-guard/core'
+import { createReadinessHandler, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
+import { bindRequestEvents, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'

@@ -13,20 +13,14 @@ import {
   TimeoutError,
   createGuard,
   createShutdown,
-  kCloseServer,
-  kExternalClose,
-  readinessAnswer,
-  type ClosingState,
   type GracefulShutdown,
   type ShutdownOptions,
-  logLeak,
-  validateRouteTimeout,
   type Guard,
   type GuardOptions,
   type LeakGuardError,
   type RequestScope,
-  type ScopeHost,
 } from '@leak-guard/core'
+import { kCloseServer, kExternalClose, readinessAnswer, logLeak, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer } from '@leak-guard/core'

@@ -1,16 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
-import {
-  readinessAnswer,
-  type ClosingState,
-  ShutdownError,
-  TimeoutError,
-  createGuard,
-  validateRouteTimeout,
-  type Guard,
-  type GuardOptions,
-  type RequestScope,
-  type ScopeHost,
-} from '@leak-guard/core'
+import { ShutdownError, TimeoutError, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
+import { readinessAnswer, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'

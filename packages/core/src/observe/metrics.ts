@@ -112,7 +112,7 @@ function resourcesWithStats(guard: Guard): Array<[string, unknown]> {
  *
  * Metrics (with the default prefix): `leakguard_requests_in_flight`, `leakguard_request_duration_seconds`
  * {outcome="ok|timeout|client-closed|shutdown"}, `leakguard_aborts_total`{reason},
- * `leakguard_late_work_total`{kind="spawn|task|request|handler"}, `leakguard_detached_tasks`,
+ * `leakguard_late_work_total`{kind="spawn|task|request|handler|query|job"}, `leakguard_detached_tasks`,
  * `leakguard_event_loop_delay_seconds`{stat="min|mean|p50|p90|p99|max"}, and for registered resources
  * with a `stats()` method (dispatchers, thread pools, clients): `leakguard_pool_queued`{resource},
  * `leakguard_pool_running`, `leakguard_pool_wait_seconds_mean`, `leakguard_pool_run_seconds_mean`,
@@ -185,7 +185,7 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
   metrics.push(
     new client.Counter<'kind'>({
       name: name('late_work_total'),
-      help: 'Work that outlived its request (spawn tasks, dispatcher tasks, outgoing calls, late handlers), by kind.',
+      help: 'Work that outlived its request (spawn tasks, dispatcher tasks, outgoing calls, late handlers, queries, jobs), by kind.',
       labelNames: ['kind'],
       registers: [],
       collect() {

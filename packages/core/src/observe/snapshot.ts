@@ -3,7 +3,7 @@ import type { RequestScope } from '../scope/request-scope.js'
 
 /** A piece of work of an in-flight request: a `spawn` task or an outgoing HTTP call. */
 export interface TaskSnapshot {
-  kind: 'spawn' | 'request'
+  kind: 'spawn' | 'request' | 'query' | 'job'
   /** What it is, for outgoing calls: `GET http://host/path`. */
   label: string | null
   /** Milliseconds since it started. */

@@ -114,10 +114,17 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
   }
 }
 
+/** What kind of work outlived its request. */
+export type WorkKind = 'spawn' | 'task' | 'request' | 'handler' | 'query' | 'job'
+
 /** Work that kept running, or started, after its request ended. */
 export interface LeakEvent {
-  /** `spawn`: a `scope.spawn()` task; `task`: a dispatcher task; `request`: an outgoing HTTP call; `handler`: a handler that settled after its request was answered. */
-  kind: 'spawn' | 'task' | 'request' | 'handler'
+  /**
+   * `spawn`: a `scope.spawn()` task; `task`: a dispatcher task; `request`: an outgoing HTTP call;
+   * `handler`: a handler that settled after its request was answered; `query`: a database query
+   * (`@leak-guard/pg`); `job`: a queued job (`@leak-guard/bullmq`).
+   */
+  kind: WorkKind
   scopeId: number
   method: string
   url: string
@@ -188,7 +195,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
   #size = 0
   #started = 0
   #ended: Mutable<GuardStats['ended']> = { ok: 0, timeout: 0, 'client-closed': 0, shutdown: 0 }
-  #leaks: Mutable<GuardStats['leaks']> = { spawn: 0, task: 0, request: 0, handler: 0 }
+  #leaks: Mutable<GuardStats['leaks']> = { spawn: 0, task: 0, request: 0, handler: 0, query: 0, job: 0 }
   #detached = new Set<Promise<unknown>>()
   #lifetime: AbortController | undefined
   #closeables = new Set<Closeable>()

@@ -14,6 +14,7 @@ import { answerAbortedResponse } from '../timeout/late-write.js'
 import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
+import type { WorkKind } from './guard.js'
 import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
 
 export type AnyRequest = IncomingMessage | Http2ServerRequest
@@ -52,7 +53,7 @@ export interface ScopeOwner {
   readonly deadlines: DeadlineList<RequestScope> | undefined
   scopeEnded(scope: RequestScope, outcome: ScopeOutcome): void
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
-  reportLeak(scope: RequestScope, kind: 'spawn' | 'task' | 'request' | 'handler', stack?: string): void
+  reportLeak(scope: RequestScope, kind: WorkKind, stack?: string): void
   detach<T>(fn: ScopedWork<T>): Promise<T>
   timeoutBody(error: LeakGuardError): { payload: string; type: string }
 }
@@ -63,8 +64,11 @@ export interface SpawnedTask {
   /** Stack where the task was started, when `captureStacks` is on. */
   readonly stack: string | undefined
   readonly startedAt: number
-  /** `request` for an outgoing HTTP call the guard watches; `spawn` (the default) for `scope.spawn()`. */
-  readonly kind?: 'spawn' | 'request'
+  /**
+   * `request` for an outgoing HTTP call the guard watches; `spawn` (the default) for `scope.spawn()`;
+   * `query`/`job` for work an integration tracks with `trackWork()` (`@leak-guard/core/adapter`).
+   */
+  readonly kind?: 'spawn' | 'request' | 'query' | 'job'
   /** What the task is, for the live dump (e.g. `GET http://127.0.0.1:3000/path`). */
   readonly label?: string
 }

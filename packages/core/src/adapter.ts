@@ -1,0 +1,24 @@
+/**
+ * `@leak-guard/core/adapter`: the service-provider interface for framework adapters (Express, Koa,
+ * Fastify) and integrations (`@leak-guard/pg`, `@leak-guard/bullmq`). Application code uses the main
+ * entry; what is here drives a request scope's lifecycle or attaches work to it.
+ *
+ * A request's life through the SPI: `guard.begin(req, res, ctx, host, timeout)` starts its scope,
+ * `guard.enter(scope, fn)` runs the framework's chain inside it, `bindRequestEvents(req, scope)` keeps
+ * body-stream callbacks in it, the `ScopeHost` answers aborts through the framework, the response's
+ * `'close'` ends it. Integrations read the current scope (`currentScope()`) and attach their work with
+ * `trackWork()`; their resources register with `guard.register()` so shutdown closes them.
+ */
+export { bindRequestEvents, currentScope } from './scope/context.js'
+export type { Guard, Closeable, WorkKind, LeakEvent } from './scope/guard.js'
+export type { RequestScope, ScopeHost, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse, ScopedWork } from './scope/request-scope.js'
+export { trackWork } from './scope/track.js'
+export type { TrackedKind } from './scope/track.js'
+export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
+export { validateRouteTimeout } from './timeout/route-timeout.js'
+export { readinessAnswer } from './server/readiness.js'
+export type { ClosingState, ReadinessAnswer } from './server/readiness.js'
+export { kExternalClose, kCloseServer } from './server/shutdown.js'
+export { takeSnapshot } from './observe/snapshot.js'
+export { logLeak } from './observe/leak-log.js'
+export { invalid, checkKeys, integer, integerOrFalse, boolean } from './options.js'
