@@ -1,6 +1,8 @@
 import { PoolClosedError } from '../errors.js'
-import { checkKeys, integer } from '../options.js'
-import { Admission, admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions, type Task } from './admission.js'
+import { checkKeys, integer, invalid } from '../options.js'
+import { Admission } from './admission.js'
+import { admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions } from './options.js'
+import type { Task } from './task.js'
 
 export interface DispatcherOptions extends AdmissionOptions {
   /**
@@ -54,7 +56,7 @@ export class Dispatcher extends Admission {
    * })
    */
   run<T>(fn: DispatchedWork<T>, options?: RunOptions): Promise<T> {
-    if (typeof fn !== 'function') return Promise.reject(new TypeError('dispatcher.run() expects a function'))
+    if (typeof fn !== 'function') return Promise.reject(invalid('fn', 'a function', fn))
     return this.submit(fn, options, undefined) as Promise<T>
   }
 
