@@ -93,7 +93,7 @@ brand(InvalidOptionError, LeakGuardError)
 
 /** Why a request scope was aborted. */
 export abstract class AbortReasonError extends LeakGuardError {}
-brand(AbortReasonError as unknown as typeof LeakGuardError, LeakGuardError)
+brand(AbortReasonError, LeakGuardError)
 
 /** The request's deadline passed before it was answered. */
 export class TimeoutError extends AbortReasonError {
@@ -134,7 +134,7 @@ export class RequestEndedError extends AbortReasonError {
 }
 brand(RequestEndedError, AbortReasonError)
 
-export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError()) as RequestEndedError
+export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError())
 
 /** A dispatcher or thread pool has no room: its queue is full. Carries `Retry-After`. */
 export class PoolFullError extends LeakGuardError {

@@ -484,7 +484,7 @@ export class BoundedDispatcher extends Dispatcher {
   /** Dispatches on behalf of `owner` (a `client.fetch()`/`client.request()` call), or of the current scope. */
   dispatchOwned(opts: Dispatcher.DispatchOptions, handler: LegacyHandler & ModernHandler, owner: DispatchOwner | undefined): boolean {
     if (this.#destroyed || this.#closing !== undefined) return fail(handler, new HttpClientClosedError())
-    const origin = originOf(opts as DispatchOptions)
+    const origin = originOf(opts)
     const state = this.#state(origin)
     if (state.inFlight >= this.#limit) {
       state.rejected++

@@ -251,7 +251,7 @@ export class HttpClient {
       const scope = callScope(init?.scope)
       const timeout = callTimeout(init?.timeout, this.#timeout)
       const own = init?.signal
-      const signal = own !== undefined ? own : typeof input === 'object' && input !== null && 'signal' in input ? (input.signal as AbortSignal) : undefined
+      const signal = own !== undefined ? own : typeof input === 'object' && input !== null && 'signal' in input ? input.signal : undefined
       if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
       if (signal?.aborted) return Promise.reject(signal.reason)
       // A signal of our own only when something may abort the call with a reason fetch should reject
@@ -315,7 +315,7 @@ export class HttpClient {
     }
     let promise: Promise<HttpClientResponseData>
     try {
-      promise = undiciRequest(url, opts as never) as Promise<HttpClientResponseData>
+      promise = undiciRequest(url, opts as never)
     } catch (error) {
       return Promise.reject(call.failed(error))
     }

@@ -122,7 +122,7 @@ export class ThreadPool extends Admission {
       maxQueue: Infinity,
       resourceLimits: limits as ResourceLimits | undefined,
       workerData: o.workerData,
-      ...(execArgv === undefined ? {} : { execArgv: execArgv as string[] }),
+      ...(execArgv === undefined ? {} : { execArgv }),
       ...(env === undefined ? {} : { env: env as Record<string, string> }),
       recordTiming: false,
     })
