@@ -10,6 +10,11 @@
  *   (the pool's queue timeout).
  * - Every list is intrusive (the links live on the entries and groups): push, remove from any position,
  *   take and finish are O(1) and allocate nothing.
+ *
+ * The links are written out here, as in the guard's registry and `timeout/deadline-list.ts`, rather than
+ * shared through one generic intrusive-list class: such a class must take its link keys as parameters
+ * (an entry sits in two lists at once), and those keyed accesses cost 70–90 ns more per request for the
+ * registry and the deadline list alone (`bench/lists/run.mjs`, figures in bench/README.md).
  */
 
 /** The fields a queued or running entry carries for the queue; the queue owns them. */
