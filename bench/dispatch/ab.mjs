@@ -17,20 +17,14 @@ import { spawnSync } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { argReader, median, timedBatches } from '../lib.mjs'
 
 const self = fileURLToPath(import.meta.url)
 const args = process.argv.slice(2)
-const arg = (name, fallback) => {
-  const i = args.indexOf(name)
-  return i === -1 ? fallback : args[i + 1]
-}
+const arg = argReader(args)
 const TASKS = 200_000
 const CONCURRENCY = 16
 const BATCHES = 3
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 
 if (args[0] === '--child') {
   const [, entry, kase] = args
@@ -47,24 +41,8 @@ if (args[0] === '--child') {
     const d = createDispatcher({ concurrency: CONCURRENCY, maxQueue: false })
     submit = kase === 'signal' ? () => d.run(noop, { signal: new AbortController().signal }) : () => d.run(noop)
   }
-  const batch = async (n) => {
-    const all = new Array(n)
-    for (let i = 0; i < n; i++) all[i] = submit(i)
-    await Promise.all(all)
-  }
-  await batch(20_000)
-  const wall = []
-  const cpu = []
-  for (let b = 0; b < BATCHES; b++) {
-    const c = process.cpuUsage()
-    const start = performance.now()
-    await batch(TASKS)
-    const ms = performance.now() - start
-    const used = process.cpuUsage(c)
-    wall.push((TASKS / ms) * 1000)
-    cpu.push((TASKS / ((used.user + used.system) / 1000)) * 1000)
-  }
-  process.stdout.write(JSON.stringify({ wall: median(wall), cpu: median(cpu) }))
+  const { opsPerSec, opsPerCpuSec } = await timedBatches(submit, 20_000, TASKS, BATCHES)
+  process.stdout.write(JSON.stringify({ wall: opsPerSec, cpu: opsPerCpuSec }))
   process.exit(0)
 }
 

@@ -18,17 +18,11 @@
 import { spawnSync } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { argReader, median } from '../lib.mjs'
 
 const self = fileURLToPath(import.meta.url)
 const args = process.argv.slice(2)
-const arg = (name, fallback) => {
-  const i = args.indexOf(name)
-  return i === -1 ? fallback : args[i + 1]
-}
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
+const arg = argReader(args)
 
 const kLivePrev = Symbol('live.prev')
 const kLiveNext = Symbol('live.next')
