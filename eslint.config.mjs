@@ -1,11 +1,13 @@
 // ESLint for the shipped source of the four packages: typescript-eslint's type-aware recommended rules
 // (`recommendedTypeChecked`), each package type-checked through its own tsconfig (`projectService`).
 // Tests, examples and benchmarks are type-checked (not linted) by `node scripts/build.mjs --check`.
-// `pnpm lint` runs it; `pnpm test` runs it before the suites, so a finding fails the test command.
+// `pnpm lint` runs it (after a build: the adapters are type-checked against core's dist/ declarations);
+// `pnpm test` runs it after the build and before the suites, so a finding fails the test command.
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
+  // .before/.after: copies of earlier builds for bench/dispatch/ab.mjs.
   { ignores: ['**/dist/**', '**/node_modules/**', 'packages/*/.before/**', 'packages/*/.after/**'] },
   {
     files: ['packages/*/src/**/*.ts'],

@@ -46,7 +46,8 @@ export class Dispatcher extends Admission {
    *
    * Rejects with `PoolFullError` (503 + `Retry-After`) when the queue is full, `PoolQueueTimeoutError`
    * when it waited longer than `queueTimeout`, `PoolClosedError` after `close()`/`destroy()`, and with
-   * the abort reason when its request or signal aborted before it started.
+   * the abort reason when its request or signal aborted before it started; with `LG_ERR_INVALID_OPTION`
+   * when `fn` is not a function or `options.signal` not an AbortSignal.
    *
    * @example
    * const audit = createDispatcher({ concurrency: 8, maxQueue: 100, guard: app.guard })
