@@ -238,7 +238,8 @@ export class HttpClient {
    * then rejects (or its body errors) with the request's reason (`LG_ERR_TIMEOUT`,
    * `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). `init.signal` is honoured too.
    * A full queue rejects with `LG_ERR_CLIENT_QUEUE_FULL`, a closed client with `LG_ERR_CLIENT_HTTP_CLOSED`,
-   * the client's own timeout with `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError` with undici's error as `cause`.
+   * the client's own timeout with `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError`
+   * with undici's error as `cause`.
    * Outside a request and without `init.signal`, fetch is given no AbortSignal (it costs undici's fetch
    * about 10 µs per call): a body still being read when the client's timeout fires then errors with
    * fetch's `TypeError('terminated')` whose `cause` is the `LG_ERR_CLIENT_TIMEOUT` error.
