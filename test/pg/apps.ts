@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import type { AddressInfo, Socket } from 'node:net'
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import express from 'express'
 import Koa from 'koa'
@@ -140,4 +140,31 @@ export async function waitGone(client: pg.Client, tag: string, ms = 2_000): Prom
     await sleep(5)
   }
   return -1
+}
+
+/**
+ * A bare `node:http` server on core (no framework): each request gets a scope from `guard` (its
+ * timeout: the `x-timeout` header, `false` for none, else the guard's) and runs `handler` inside it.
+ * Its answer to a rejection: 503 with the error's code for leak-guard errors, 500 otherwise.
+ */
+export async function serveCore(guard: Guard, handler: (req: IncomingMessage) => Promise<unknown>): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const header = req.headers['x-timeout']
+    const timeout = header === undefined ? undefined : header === 'false' ? false : Number(header)
+    const scope = guard.begin(req, res, undefined, undefined, timeout)
+    guard.enter(scope, () => {
+      handler(req).then(
+        (value) => {
+          if (!res.headersSent) res.end(JSON.stringify(value ?? null))
+        },
+        (error: { code?: string; statusCode?: number }) => {
+          if (res.headersSent) return
+          res.statusCode = error.statusCode ?? 500
+          res.end(JSON.stringify({ code: error.code ?? null }))
+        },
+      )
+    })
+  })
+  const port = await listen(server)
+  return { port, close: track(server) }
 }
