@@ -8,7 +8,7 @@ export type QueryFn = (this: RawClient, config: unknown, values?: unknown, callb
 /** The parts of a node-postgres `Client` (as handed out by `pg.Pool`) that the guard uses. */
 export interface RawClient {
   query: QueryFn
-  release: (err?: Error | boolean) => void
+  release: (err?: Error | boolean | null) => void
   getTransactionStatus?: () => string | null
   connection?: { prependListener(event: string, fn: (msg: { status?: string }) => void): unknown }
   processID: number | null
@@ -166,7 +166,7 @@ export class Lease {
   readonly #client: RawClient
   readonly #state: ClientState
   readonly #options: ResolvedGuardPoolOptions
-  readonly #poolRelease: (err?: Error | boolean) => void
+  readonly #poolRelease: (err?: Error | boolean | null) => void
   readonly #disposeAbort: () => void
   /** Statements the guard sent or queued on this lease (SETs and queries) that have not settled. */
   #running = 0
@@ -331,14 +331,15 @@ export class Lease {
    * the request's statements still runs; rolled back first when left in a transaction, and destroyed
    * if the rollback fails.
    */
-  release(err?: Error | boolean): void {
+  release(err?: Error | boolean | null): void {
     if (this.#released) return this.#poolRelease(err) // pg-pool throws on a double release
     this.#released = true
     this.#disposeAbort()
     const state = this.#state
     state.lease = undefined
     const release = this.#poolRelease
-    if (err !== undefined && err !== false) return release(err)
+    // Truthy, as pg-pool reads it: its own query() releases with `null` after a success.
+    if (err) return release(err)
     if (this.#cancelled || this.#running > 0) return release(cancelledConnection)
     const status = state.txStatus()
     if (status === 'T' || status === 'E') {
