@@ -1,7 +1,6 @@
 import { expect } from 'chai'
 import { Agent, request } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type pg from 'pg'
 import { createGuard, currentSignal } from '@leak-guard/core'
 import { guardPool } from '@leak-guard/pg'
 import { usePostgres } from '../helpers/postgres.js'
