@@ -169,3 +169,13 @@ export async function serveCore(guard: Guard, handler: (req: IncomingMessage) =>
   const port = await listen(server)
   return { port, close: track(server) }
 }
+
+/** Polls until no backend is idle in a transaction; resolves with how many still are after `ms`. */
+export async function idleInTransaction(client: pg.Client, ms = 2_000): Promise<number> {
+  const end = performance.now() + ms
+  for (;;) {
+    const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
+    if (rows[0]!.n === 0 || performance.now() > end) return rows[0]!.n
+    await sleep(10)
+  }
+}

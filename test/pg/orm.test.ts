@@ -6,7 +6,7 @@ import { Kysely, PostgresDialect, sql as ksql } from 'kysely'
 import { guardPool } from '@leak-guard/pg'
 import { usePostgres } from '../helpers/postgres.js'
 import { send } from '../helpers/http.js'
-import { monitor, poolFor, sleepQuery, startApp, waitGone, type RouteWork } from './apps.js'
+import { idleInTransaction, monitor, poolFor, sleepQuery, startApp, waitGone, type RouteWork } from './apps.js'
 
 describe('@leak-guard/pg through Drizzle ORM and Kysely', () => {
   const db = usePostgres()
@@ -53,8 +53,7 @@ describe('@leak-guard/pg through Drizzle ORM and Kysely', () => {
       const reply = await send(app.port, { path: `/work/${tag}` })
       expect(reply.status).to.equal(503)
       expect(await waitGone(watch, tag), 'pg_sleep still active 2 s after the 503').to.be.at.least(0)
-      const idle = await watch.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
-      expect(idle.rows[0].n).to.equal(0)
+      expect(await idleInTransaction(watch), 'a connection stays idle in transaction').to.equal(0)
       // The pool serves the next query.
       expect((await pool.query('SELECT 1 AS one')).rows[0].one).to.equal(1)
     })

@@ -5,7 +5,7 @@ import { createGuard, type Guard } from '@leak-guard/core'
 import { guardPool } from '@leak-guard/pg'
 import { usePostgres } from '../helpers/postgres.js'
 import { send } from '../helpers/http.js'
-import { monitor, poolFor, serveCore, waitActive } from './apps.js'
+import { idleInTransaction, monitor, poolFor, serveCore, waitActive } from './apps.js'
 
 /** Milliseconds of `SHOW statement_timeout`'s answer ('0', '250ms', '1s', '1250ms', ...). */
 function ms(value: string): number {
@@ -208,9 +208,7 @@ describe('@leak-guard/pg: guardPool()', () => {
         return 'ok'
       })
       expect((await send(port, { path: '/' })).status).to.equal(200)
-      await sleep(50)
-      const { rows } = await watch.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
-      expect(rows[0].n).to.equal(0)
+      expect(await idleInTransaction(watch)).to.equal(0)
       expect((await watch.query('SELECT count(*)::int AS n FROM marks')).rows[0].n).to.equal(0)
       expect(p.idleCount).to.equal(1)
     })
@@ -235,8 +233,7 @@ describe('@leak-guard/pg: guardPool()', () => {
       release!()
       await sleep(50)
       expect(p.idleCount).to.equal(1)
-      const idle = await watch.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
-      expect(idle.rows[0].n).to.equal(0)
+      expect(await idleInTransaction(watch)).to.equal(0)
     })
 
     it('cancels a query inside a transaction and destroys the connection instead of returning it', async () => {
