@@ -8,3 +8,5 @@ export interface PostgresCluster {
 }
 export function postgresBin(): string | undefined
 export function startPostgres(): Promise<PostgresCluster>
+/** A port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number>

@@ -18,7 +18,8 @@ export function postgresBin() {
   return versions.length === 0 ? undefined : join(base, versions[0], 'bin')
 }
 
-function freePort() {
+/** A port free on 127.0.0.1 right now. */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.on('error', reject)
