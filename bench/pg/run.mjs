@@ -16,16 +16,12 @@ import pg from 'pg'
 import { createGuard } from '@leak-guard/core'
 import { guardPool } from '@leak-guard/pg'
 import { postgresBin, startPostgres } from '../../scripts/postgres.mjs'
+import { median, numberArg } from '../args.mjs'
 
-const args = process.argv.slice(2)
-const arg = (name, fallback) => {
-  const i = args.indexOf(`--${name}`)
-  return i === -1 ? fallback : Number(args[i + 1])
-}
-const rounds = arg('rounds', 7)
-const duration = arg('duration', 1500)
-const concurrency = arg('concurrency', 8)
-const max = arg('max', 4)
+const rounds = numberArg('rounds', 7)
+const duration = numberArg('duration', 1500)
+const concurrency = numberArg('concurrency', 8)
+const max = numberArg('max', 4)
 
 if (postgresBin() === undefined) {
   console.error('PostgreSQL is not installed (apt-get install -y postgresql)')
@@ -116,12 +112,6 @@ async function measure(fn) {
   )
   const used = process.cpuUsage(cpu)
   return { rate: (count * 1000) / duration, cpu: (used.user + used.system) / count }
-}
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 const names = Object.keys(variants)

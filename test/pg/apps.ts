@@ -11,7 +11,7 @@ import type { Guard, GuardOptions } from '@leak-guard/core'
 import * as expressGuard from '@leak-guard/express'
 import * as koaGuard from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
-import type { Postgres } from '../helpers/postgres.js'
+import { usePostgres, type Postgres } from '../helpers/postgres.js'
 
 export type Framework = 'express' | 'koa' | 'fastify'
 export const frameworks: Framework[] = ['express', 'koa', 'fastify']
@@ -177,5 +177,36 @@ export async function idleInTransaction(client: pg.Client, ms = 2_000): Promise<
     const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
     if (rows[0]!.n === 0 || performance.now() > end) return rows[0]!.n
     await sleep(10)
+  }
+}
+
+export interface PgTest {
+  readonly db: Postgres
+  /** A plain client on pg_stat_activity, open for the whole file. */
+  readonly watch: pg.Client
+  /** Run (last first) after each test: pools, servers. */
+  readonly cleanup: Array<() => unknown>
+}
+
+/** The hooks every pg test file shares: a throwaway cluster, a monitor client, per-test cleanup. */
+export function usePgTest(): PgTest {
+  const db = usePostgres()
+  const cleanup: Array<() => unknown> = []
+  let watch: pg.Client | undefined
+  before(async () => {
+    watch = await monitor(db)
+  })
+  after(async () => {
+    await watch?.end()
+  })
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn()
+  })
+  return {
+    db,
+    cleanup,
+    get watch() {
+      return watch!
+    },
   }
 }

@@ -3,26 +3,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { createShutdown, type LeakEvent } from '@leak-guard/core'
 import { guardPool } from '@leak-guard/pg'
-import { usePostgres } from '../helpers/postgres.js'
 import { rawSocket, rawRequest, send } from '../helpers/http.js'
-import { activeWith, frameworks, monitor, poolFor, startApp, waitActive, waitGone, type App } from './apps.js'
+import { activeWith, type App, frameworks, poolFor, startApp, usePgTest, waitActive, waitGone } from './apps.js'
 
 describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
-  const db = usePostgres()
-  let watch: pg.Client
-  const cleanup: Array<() => unknown> = []
+  const suite = usePgTest()
+  const { db, cleanup } = suite
   let seq = 0
   const tag = (label: string): string => `${label}-${process.pid}-${++seq}`
-
-  before(async () => {
-    watch = await monitor(db)
-  })
-  after(async () => {
-    await watch?.end()
-  })
-  afterEach(async () => {
-    for (const fn of cleanup.splice(0).reverse()) await fn()
-  })
 
   function pool(options?: Parameters<typeof guardPool>[1], guarded = true): pg.Pool {
     const p = poolFor(db)
@@ -45,7 +33,7 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
         const reply = await send(a.port, { path: `/work/${t}` })
         expect(reply.status).to.equal(503)
         expect(reply.body).to.match(/LG_ERR_TIMEOUT|timed out/) // Koa renders the message
-        const gone = await waitGone(watch, t)
+        const gone = await waitGone(suite.watch, t)
         console.log(`      ${framework}: 503 after ${Math.round(reply.elapsed)} ms, pg_sleep gone ${Math.round(gone)} ms after the 503`)
         expect(gone, 'pg_sleep still active 2 s after the 503').to.be.at.least(0)
         // The connection a cancel was sent for was destroyed, not returned.
@@ -58,9 +46,9 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
         const a = await app(framework, p, { timeout: 30_000 })
         const t = tag(`${framework}-gone`)
         const socket = await rawSocket(a.port, rawRequest('GET', `/work/${t}`, t))
-        expect(await waitActive(watch, t), 'the query never started').to.equal(true)
+        expect(await waitActive(suite.watch, t), 'the query never started').to.equal(true)
         socket.destroy()
-        const gone = await waitGone(watch, t)
+        const gone = await waitGone(suite.watch, t)
         console.log(`      ${framework}: pg_sleep gone ${Math.round(gone)} ms after the disconnect`)
         expect(gone, 'pg_sleep still active 2 s after the client left').to.be.at.least(0)
       })
@@ -73,13 +61,13 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
         cleanup.push(() => a.close())
         const t = tag(`${framework}-shutdown`)
         const pending = send(a.port, { path: `/work/${t}` })
-        expect(await waitActive(watch, t), 'the query never started').to.equal(true)
+        expect(await waitActive(suite.watch, t), 'the query never started').to.equal(true)
         const shutdown = createShutdown(a.server, { guard: a.guard, gracePeriod: 200, forceAfter: 2_000, handleSignals: false })
         const closed = shutdown.close()
         const reply = await pending
         expect(reply.status).to.equal(503)
         expect(reply.body).to.match(/LG_ERR_SHUTDOWN|shutting down/)
-        expect(await waitGone(watch, t), 'pg_sleep still active 2 s after the shutdown answer').to.be.at.least(0)
+        expect(await waitGone(suite.watch, t), 'pg_sleep still active 2 s after the shutdown answer').to.be.at.least(0)
         await closed
         expect(p.ended, 'the registered pool was not ended by the shutdown').to.equal(true)
       })
@@ -95,9 +83,9 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
       const reply = await send(a.port, { path: `/work/${t}` })
       expect(reply.status).to.equal(503)
       await sleep(5_000)
-      expect(await activeWith(watch, t), 'the unguarded query should still run').to.equal(1)
+      expect(await activeWith(suite.watch, t), 'the unguarded query should still run').to.equal(1)
       // Stop it for the next tests.
-      await watch.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()", [`/* ${t} */`])
+      await suite.watch.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()", [`/* ${t} */`])
     })
   })
 
@@ -107,7 +95,7 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
       const a = await app('express', p, { timeout: 30_000 })
       const t = tag('snapshot')
       const socket = await rawSocket(a.port, rawRequest('GET', `/work/${t}`, t))
-      expect(await waitActive(watch, t)).to.equal(true)
+      expect(await waitActive(suite.watch, t)).to.equal(true)
       const snapshot = a.guard.snapshot()
       const scope = snapshot.scopes.find((s) => s.url === `/work/${t}`)
       expect(scope, 'request missing from the snapshot').to.not.equal(undefined)
@@ -115,7 +103,7 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
       expect(scope!.tasks[0]!.kind).to.equal('query')
       expect(scope!.tasks[0]!.label).to.equal(`SELECT pg_sleep(30) /* ${t} */`)
       socket.destroy()
-      expect(await waitGone(watch, t)).to.be.at.least(0)
+      expect(await waitGone(suite.watch, t)).to.be.at.least(0)
     })
 
     it("reports a query still running after its request ended as a 'leak' of kind 'query' (cancel: false)", async () => {
@@ -128,9 +116,9 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
       const reply = await send(a.port, { path: `/work/${t}` })
       expect(reply.status).to.equal(503)
       await sleep(600)
-      expect(await activeWith(watch, t), 'without cancel the query keeps running').to.equal(1)
+      expect(await activeWith(suite.watch, t), 'without cancel the query keeps running').to.equal(1)
       expect(leaks.map((l) => [l.kind, l.reason])).to.deep.equal([['query', 'LG_ERR_TIMEOUT']])
-      await watch.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()", [`/* ${t} */`])
+      await suite.watch.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()", [`/* ${t} */`])
     })
   })
 })

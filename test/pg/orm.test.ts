@@ -4,25 +4,13 @@ import { sql as dsql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/node-postgres'
 import { Kysely, PostgresDialect, sql as ksql } from 'kysely'
 import { guardPool } from '@leak-guard/pg'
-import { usePostgres } from '../helpers/postgres.js'
 import { send } from '../helpers/http.js'
-import { idleInTransaction, monitor, poolFor, sleepQuery, startApp, waitGone, type RouteWork } from './apps.js'
+import { idleInTransaction, poolFor, type RouteWork, sleepQuery, startApp, usePgTest, waitGone } from './apps.js'
 
 describe('@leak-guard/pg through Drizzle ORM and Kysely', () => {
-  const db = usePostgres()
-  const cleanup: Array<() => unknown> = []
-  let watch: pg.Client
+  const suite = usePgTest()
+  const { db, cleanup } = suite
   let seq = 0
-
-  before(async () => {
-    watch = await monitor(db)
-  })
-  after(async () => {
-    await watch?.end()
-  })
-  afterEach(async () => {
-    for (const fn of cleanup.splice(0).reverse()) await fn()
-  })
 
   const cases: Array<[string, (pool: pg.Pool) => RouteWork]> = [
     ['Drizzle db.execute()', (pool) => {
@@ -52,8 +40,8 @@ describe('@leak-guard/pg through Drizzle ORM and Kysely', () => {
       const tag = `orm-${process.pid}-${++seq}`
       const reply = await send(app.port, { path: `/work/${tag}` })
       expect(reply.status).to.equal(503)
-      expect(await waitGone(watch, tag), 'pg_sleep still active 2 s after the 503').to.be.at.least(0)
-      expect(await idleInTransaction(watch), 'a connection stays idle in transaction').to.equal(0)
+      expect(await waitGone(suite.watch, tag), 'pg_sleep still active 2 s after the 503').to.be.at.least(0)
+      expect(await idleInTransaction(suite.watch), 'a connection stays idle in transaction').to.equal(0)
       // The pool serves the next query.
       expect((await pool.query('SELECT 1 AS one')).rows[0].one).to.equal(1)
     })

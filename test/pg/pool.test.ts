@@ -3,9 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { createGuard, type Guard } from '@leak-guard/core'
 import { guardPool } from '@leak-guard/pg'
-import { usePostgres } from '../helpers/postgres.js'
 import { send } from '../helpers/http.js'
-import { idleInTransaction, monitor, poolFor, serveCore, waitActive } from './apps.js'
+import { idleInTransaction, poolFor, serveCore, usePgTest, waitActive } from './apps.js'
 
 /** Milliseconds of `SHOW statement_timeout`'s answer ('0', '250ms', '1s', '1250ms', ...). */
 function ms(value: string): number {
@@ -21,24 +20,16 @@ async function show(q: { query: pg.Pool['query'] } | pg.PoolClient): Promise<num
 }
 
 describe('@leak-guard/pg: guardPool()', () => {
-  const db = usePostgres()
-  const cleanup: Array<() => unknown> = []
-  let watch: pg.Client
+  const suite = usePgTest()
+  const { db, cleanup } = suite
   let guard: Guard
 
   before(async () => {
-    watch = await monitor(db)
-    await watch.query('CREATE TABLE IF NOT EXISTS marks (id serial PRIMARY KEY, label text NOT NULL)')
-  })
-  after(async () => {
-    await watch?.end()
+    await suite.watch.query('CREATE TABLE IF NOT EXISTS marks (id serial PRIMARY KEY, label text NOT NULL)')
   })
   beforeEach(async () => {
     guard = createGuard({ timeout: 1_000 })
-    await watch.query('TRUNCATE marks')
-  })
-  afterEach(async () => {
-    for (const fn of cleanup.splice(0).reverse()) await fn()
+    await suite.watch.query('TRUNCATE marks')
   })
 
   function pool(extra: pg.PoolConfig = {}, options?: Parameters<typeof guardPool>[1]): pg.Pool {
@@ -193,7 +184,7 @@ describe('@leak-guard/pg: guardPool()', () => {
       held.release()
       await sleep(50)
       expect(p.idleCount).to.equal(1)
-      expect((await watch.query('SELECT count(*)::int AS n FROM marks')).rows[0].n).to.equal(0)
+      expect((await suite.watch.query('SELECT count(*)::int AS n FROM marks')).rows[0].n).to.equal(0)
     })
   })
 
@@ -208,8 +199,8 @@ describe('@leak-guard/pg: guardPool()', () => {
         return 'ok'
       })
       expect((await send(port, { path: '/' })).status).to.equal(200)
-      expect(await idleInTransaction(watch)).to.equal(0)
-      expect((await watch.query('SELECT count(*)::int AS n FROM marks')).rows[0].n).to.equal(0)
+      expect(await idleInTransaction(suite.watch)).to.equal(0)
+      expect((await suite.watch.query('SELECT count(*)::int AS n FROM marks')).rows[0].n).to.equal(0)
       expect(p.idleCount).to.equal(1)
     })
 
@@ -228,12 +219,12 @@ describe('@leak-guard/pg: guardPool()', () => {
       const reply = await send(port, { path: '/', headers: { 'x-timeout': '300' } })
       expect(reply.status).to.equal(503)
       // The lock is gone although the app still holds the client.
-      const { rows } = await watch.query({ text: 'SELECT count(*)::int AS n FROM marks', query_timeout: 2_000 } as pg.QueryConfig)
+      const { rows } = await suite.watch.query({ text: 'SELECT count(*)::int AS n FROM marks', query_timeout: 2_000 } as pg.QueryConfig)
       expect(rows[0].n).to.equal(0)
       release!()
       await sleep(50)
       expect(p.idleCount).to.equal(1)
-      expect(await idleInTransaction(watch)).to.equal(0)
+      expect(await idleInTransaction(suite.watch)).to.equal(0)
     })
 
     it('cancels a query inside a transaction and destroys the connection instead of returning it', async () => {
@@ -248,7 +239,7 @@ describe('@leak-guard/pg: guardPool()', () => {
         }
       })
       const pending = send(port, { path: '/', headers: { 'x-timeout': '300' } })
-      expect(await waitActive(watch, 'in-tx')).to.equal(true)
+      expect(await waitActive(suite.watch, 'in-tx')).to.equal(true)
       expect((await pending).status).to.equal(503)
       await sleep(100)
       expect(p.totalCount).to.equal(0)
