@@ -59,6 +59,13 @@ function checkout(pool: RawPool, original: ConnectFn, scope: RequestScope, optio
     settled = true
     disposeAbort()
     if (err !== undefined || client === undefined) return fail(err ?? new Error('pg-pool returned no client'))
+    // pg-native's client has neither the protocol connection (transaction status) nor the cancel key:
+    // only its checkout is guarded (README, limits).
+    if (client.connection === undefined) {
+      if (callback === undefined) resolve(client)
+      else callback(undefined, client, client.release)
+      return
+    }
     let state = client[kState]
     if (state === undefined) {
       state = client[kState] = new ClientState(client)
