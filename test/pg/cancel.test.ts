@@ -33,6 +33,8 @@ describe('@leak-guard/pg: cancellation reaches PostgreSQL', () => {
         const reply = await send(a.port, { path: `/work/${t}` })
         expect(reply.status).to.equal(503)
         expect(reply.body).to.match(/LG_ERR_TIMEOUT|timed out/) // Koa renders the message
+        // At the deadline, not early, and nowhere near the 30 s the query asked for (bound wide for a loaded machine).
+        expect(reply.elapsed).to.be.within(190, 3_000)
         const gone = await waitGone(suite.watch, t)
         console.log(`      ${framework}: 503 after ${Math.round(reply.elapsed)} ms, pg_sleep gone ${Math.round(gone)} ms after the 503`)
         expect(gone, 'pg_sleep still active 2 s after the 503').to.be.at.least(0)
