@@ -234,6 +234,22 @@ export class HttpClientClosedError extends LeakGuardError {
 }
 brand(HttpClientClosedError, LeakGuardError)
 
+/**
+ * A copy of an abort reason (`TimeoutError`, `ClientClosedError`, ...) that carries `cause`: what the
+ * work reported when the abort stopped it (e.g. PostgreSQL's `57014` after a cancel). Same class, code,
+ * status and headers as `reason`, which stays untouched (it is shared by the whole request, and
+ * `LG_ERR_REQUEST_ENDED` is one frozen instance). Used by integrations, through `@leak-guard/core/adapter`.
+ */
+export function withCause<E extends LeakGuardError>(reason: E, cause: unknown): E {
+  const copy = Object.create(Object.getPrototypeOf(reason) as object) as E
+  for (const key of Reflect.ownKeys(reason)) {
+    const descriptor = Object.getOwnPropertyDescriptor(reason, key)!
+    Object.defineProperty(copy, key, { ...descriptor, configurable: true, ...('value' in descriptor ? { writable: true } : {}) })
+  }
+  Object.defineProperty(copy, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
+  return copy
+}
+
 /** True for any error created by any copy of leak-guard. */
 export function isLeakGuardError(value: unknown): value is LeakGuardError {
   return value instanceof LeakGuardError
