@@ -229,7 +229,7 @@ export class Lease {
         return config
       }
       if (typeof cb === 'function') {
-        process.nextTick(cb as Callback, reason)
+        process.nextTick(cb, reason)
         return undefined
       }
       return Promise.reject(reason)
