@@ -16,12 +16,13 @@ import pg from 'pg'
 import { createGuard } from '@leak-guard/core'
 import { guardPool } from '@leak-guard/pg'
 import { postgresBin, startPostgres } from '../../scripts/postgres.mjs'
-import { median, numberArg } from '../args.mjs'
+import { argReader, median } from '../lib.mjs'
 
-const rounds = numberArg('rounds', 7)
-const duration = numberArg('duration', 1500)
-const concurrency = numberArg('concurrency', 8)
-const max = numberArg('max', 4)
+const arg = argReader(process.argv.slice(2))
+const rounds = Number(arg('--rounds', 7))
+const duration = Number(arg('--duration', 1500))
+const concurrency = Number(arg('--concurrency', 8))
+const max = Number(arg('--max', 4))
 
 if (postgresBin() === undefined) {
   console.error('PostgreSQL is not installed (apt-get install -y postgresql)')
