@@ -52,6 +52,12 @@ export class RedisServer {
     await exited
   }
 
+  /** Starts it again on the same port after `kill()`. */
+  async restart(): Promise<void> {
+    await this.kill()
+    await this.#spawn()
+  }
+
   /** Stops it and removes its directory. Safe to call twice. */
   async stop(): Promise<void> {
     await this.kill()

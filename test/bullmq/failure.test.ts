@@ -1,0 +1,123 @@
+import { expect } from 'chai'
+import type { Queue } from 'bullmq'
+import { createQueueDispatcher, type QueueDispatcher } from '@leak-guard/bullmq'
+import { redisOrSkip, type RedisServer } from '../helpers/redis.js'
+import type { ChildApp } from '../server/helpers.js'
+import { epochNow, makeQueue, queueName, startWorker, stopWorker, waitForEvent } from './helpers.js'
+
+/** Settles with `promise`, or rejects once `ms` passed: a hang fails the test instead of the run. */
+function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
+    }),
+  ])
+}
+
+const STALLED_INTERVAL = 1_000
+const stallEnv = { STALLED_INTERVAL: String(STALLED_INTERVAL), LOCK_DURATION: String(STALLED_INTERVAL / 2) }
+
+describe('@leak-guard/bullmq when things break', function () {
+  this.timeout(40_000)
+  let redis: RedisServer
+  let workers: ChildApp[] = []
+  let queue: Queue | undefined
+  let dispatcher: QueueDispatcher | undefined
+
+  before(async function () {
+    redis = await redisOrSkip(this)
+  })
+  after(async () => {
+    await redis?.stop()
+  })
+  afterEach(async () => {
+    await bounded(dispatcher?.close() ?? Promise.resolve(), 5_000, 'dispatcher.close()')
+    await bounded(queue?.close() ?? Promise.resolve(), 5_000, 'queue.close()').catch(() => queue?.disconnect())
+    for (const w of workers) {
+      await bounded(stopWorker(w), 5_000, 'worker shutdown').catch(() => w.kill('SIGKILL'))
+    }
+    workers = []
+    dispatcher = queue = undefined
+    if (!redis.running) await redis.restart()
+  })
+
+  async function killMidJob(label: string, env: Record<string, string>): Promise<{ result: Promise<unknown>; killedAt: number; second: ChildApp }> {
+    const name = queueName(label)
+    const first = await startWorker(redis, name, { ...stallEnv, ...env })
+    workers.push(first)
+    queue = makeQueue(redis, name)
+    dispatcher = createQueueDispatcher({ queue })
+    const result = dispatcher.run('sleep', { ms: 3_000 }, { scope: null })
+    result.catch(() => {})
+    await waitForEvent(first, (e) => e.event === 'start')
+    const second = await startWorker(redis, name, { ...stallEnv, ...env })
+    workers.push(second)
+    first.kill('SIGKILL')
+    await first.exited
+    return { result, killedAt: epochNow(), second }
+  }
+
+  describe('kill -9 of a worker mid-job, a second worker alive', () => {
+    it(`retries the job on the second worker within 2 × stalledInterval + 1 s (maxStalledCount 1, BullMQ's default), and run() resolves`, async () => {
+      const { result, killedAt, second } = await killMidJob('kill9-retry', {})
+      const restarted = await waitForEvent(second, (e) => e.event === 'start', 10_000)
+      expect((restarted.at as number) - killedAt).to.be.below(2 * STALLED_INTERVAL + 1_000)
+      expect(await bounded(result, 10_000, 'run()')).to.equal('done')
+    })
+
+    it('rejects run() with LG_ERR_JOB_FAILED within 2 × stalledInterval + 1 s when stalls are not retried (maxStalledCount 0)', async () => {
+      const { result, killedAt, second } = await killMidJob('kill9-fail', { MAX_STALLED_COUNT: '0' })
+      const error = await bounded(
+        result.then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        10_000,
+        'run()',
+      )
+      expect(epochNow() - killedAt).to.be.below(2 * STALLED_INTERVAL + 1_000)
+      expect(error).to.have.property('code', 'LG_ERR_JOB_FAILED')
+      expect(error).to.have.property('failedReason').that.matches(/stalled/)
+      expect(second.events.some((e) => e.event === 'start')).to.equal(false)
+    })
+  })
+
+  describe('Redis stopped mid-run', () => {
+    it('rejects waiting and new calls with LG_ERR_QUEUE_UNAVAILABLE, nothing hangs, and works again once Redis is back', async () => {
+      const name = queueName('redis-gone')
+      const worker = await startWorker(redis, name, { CLOSE_TIMEOUT: '500' })
+      workers.push(worker)
+      queue = makeQueue(redis, name)
+      dispatcher = createQueueDispatcher({ queue })
+      const d = dispatcher
+      const controller = new AbortController()
+      const waiting = [
+        d.run('sleep', { ms: 5_000 }, { scope: null }),
+        d.run('sleep', { ms: 5_000 }, { scope: null, signal: controller.signal }),
+      ].map((p) => p.then(() => undefined, (e: unknown) => e))
+      await waitForEvent(worker, (e) => e.event === 'start')
+      await redis.kill()
+
+      const errors = await bounded(Promise.all(waiting), 5_000, 'run() after Redis stopped')
+      for (const error of errors) expect(error).to.have.property('code', 'LG_ERR_QUEUE_UNAVAILABLE')
+      const refused = await bounded(d.run('echo', {}, { scope: null }).catch((e: unknown) => e), 1_000, 'run() while Redis is down')
+      expect(refused).to.have.property('code', 'LG_ERR_QUEUE_UNAVAILABLE')
+      await bounded(d.enqueue('echo', {}).catch((e: unknown) => e), 1_000, 'enqueue() while Redis is down').then((e) => expect(e).to.have.property('code', 'LG_ERR_QUEUE_UNAVAILABLE'))
+      expect(d.stats()).to.include({ pending: 0, tracked: 0 })
+      controller.abort() // an abort with Redis gone must not throw or hang either
+
+      await redis.restart()
+      // The worker is still busy with the 5 s job it had (no cancel could reach it), so allow for that.
+      const deadline = performance.now() + 15_000
+      let result: unknown
+      while (performance.now() < deadline) {
+        result = await d.run('echo', { back: true }, { scope: null, timeout: 3_000 }).catch((e: unknown) => e)
+        if (!(result instanceof Error)) break
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+      expect(result).to.deep.equal({ back: true })
+    })
+  })
+})
