@@ -116,6 +116,8 @@ const EWMA = 0.1
 /** How long `close()` waits for the cancels of its pending jobs to reach Redis. */
 const CLOSE_CANCEL_WAIT = 2_000
 
+const TIMEOUT_PREFIX = `${new TimeoutError(0).code}:`
+
 const optionKeys = ['queue', 'guard', 'maxWaiting', 'countInterval', 'timeout'] as const
 
 function noop(): void {}
@@ -133,6 +135,8 @@ class Pending {
   signal: AbortSignal | undefined
   onSignal: (() => void) | undefined
   untrack: (() => void) | undefined
+  /** The timeout behind the job's deadline, in ms, for the `TimeoutError` a deadline failure becomes. */
+  timeout: number | undefined
   /** Only `enqueue()`d jobs with `cancelOnClose`: they have no promise to settle. */
   readonly detached: boolean
 
@@ -258,12 +262,13 @@ export class QueueDispatcher implements Closeable {
       pending.onSignal = () => this.#abort(pending, signal.reason)
       signal.addEventListener('abort', pending.onSignal, { once: true })
     }
-    // Inside a request its own timer fires at the deadline; only a deadline of our own needs one here.
-    if (deadline !== Infinity && (scope === null || scope === undefined || deadline < scope.deadline)) {
-      const ms = Math.max(0, deadline - Date.now())
-      pending.timer = setTimeout(() => this.#abort(pending, new TimeoutError(timeout === false ? ms : timeout)), ms)
+    if (timeout !== false && deadline < (scope?.deadline ?? Infinity)) {
+      // Our own deadline comes first; otherwise the request's timer fires at its deadline.
+      const ms = timeout
+      pending.timeout = ms
+      pending.timer = setTimeout(() => this.#abort(pending, new TimeoutError(ms)), Math.max(0, deadline - Date.now()))
       pending.timer.unref()
-    }
+    } else if (scope?.timeout !== undefined && scope.timeout !== false) pending.timeout = scope.timeout
     const jobOptions = stripRunOptions(options)
     jobOptions.jobId = id
     // Results travel on the events stream, so the job itself need not be kept (see the README).
@@ -383,7 +388,16 @@ export class QueueDispatcher implements Closeable {
     if (pending.settled) return
     if (ok) this.#stats.completed++
     else this.#stats.failed++
-    this.#settle(pending, ok, ok ? value : new JobFailedError(jobId, String(value)))
+    this.#settle(pending, ok, ok ? value : this.#failure(pending, String(value)))
+  }
+
+  /**
+   * A worker fails a job at its deadline (`LG_ERR_TIMEOUT: ...`), often before this process's own timer
+   * for the same deadline fires: that is this call's timeout, not a failure of the job.
+   */
+  #failure(pending: Pending, failedReason: string): LeakGuardError {
+    if (pending.timeout !== undefined && failedReason.startsWith(TIMEOUT_PREFIX)) return new TimeoutError(pending.timeout)
+    return new JobFailedError(pending.id, failedReason)
   }
 
   #settle(pending: Pending, ok: boolean, value: unknown): void {
