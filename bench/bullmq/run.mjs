@@ -8,7 +8,9 @@
 //     plain BullMQ: queue.add() + job.waitUntilFinished(queueEvents) (one shared QueueEvents; jobs kept,
 //     BullMQ's default, see below) and a plain Worker. Each worker runs in its own child process with concurrency 16 and returns job.data.
 //     Rounds are interleaved (order rotated each round), each on a fresh queue, after a warm-up; the
-//     ratio is taken within each round and its median reported.
+//     ratio is taken within each round and its median reported. Besides wall-clock jobs/s it reports
+//     jobs per CPU second of the three processes involved (producer and worker: process.cpuUsage();
+//     redis-server: INFO cpu), which a machine busy with other jobs disturbs much less.
 // (b) Abort → the worker's processor signal: `--trials` sequential jobs that wait on their signal; the
 //     producer aborts each once the worker reports (IPC) that it started, and the worker records when
 //     its signal aborted. Latency = worker's abort time − producer's abort time, both on the epoch clock
@@ -63,8 +65,13 @@ if (args[0] === '--worker') {
     await worker.worker.waitUntilReady()
     close = () => worker.close()
   }
+  let mark = process.cpuUsage()
   process.on('message', async (m) => {
-    if (m === 'close') {
+    if (m === 'mark') mark = process.cpuUsage()
+    else if (m === 'cpu') {
+      const used = process.cpuUsage(mark)
+      process.send({ cpuMs: (used.user + used.system) / 1000 })
+    } else if (m === 'close') {
       await close()
       process.exit(0)
     }
@@ -173,14 +180,37 @@ async function throughput(kind, port, jobs) {
     await Promise.all(Array.from({ length: 16 }, lane))
   }
   await batch(Math.min(500, jobs))
+  const client = await queue.client
+  const redisCpu = async () => {
+    const info = await client.info('cpu')
+    const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)[1])
+    return (field('used_cpu_user') + field('used_cpu_sys')) * 1000
+  }
+  worker.send('mark')
+  const redisBefore = await redisCpu()
+  const cpuBefore = process.cpuUsage()
   const start = performance.now()
   await batch(jobs)
   const ms = performance.now() - start
+  const producer = process.cpuUsage(cpuBefore)
+  const redisMs = (await redisCpu()) - redisBefore
+  const workerMs = await new Promise((resolve) => {
+    const onMessage = (m) => {
+      if (m.cpuMs !== undefined) {
+        worker.off('message', onMessage)
+        resolve(m.cpuMs)
+      }
+    }
+    worker.on('message', onMessage)
+    worker.send('cpu')
+  })
+  const cpuMs = (producer.user + producer.system) / 1000 + workerMs + redisMs
   await cleanup()
   await queue.obliterate({ force: true }).catch(() => {})
   await queue.close()
   await stopWorker(worker)
-  return (jobs / ms) * 1000
+  if (process.env.LG_BENCH_DEBUG) process.stderr.write(`${kind}: µs per job: producer ${(((producer.user + producer.system) / jobs)).toFixed(0)}, worker ${((workerMs * 1000) / jobs).toFixed(0)}, redis ${((redisMs * 1000) / jobs).toFixed(0)}\n`)
+  return { wall: (jobs / ms) * 1000, cpu: (jobs / cpuMs) * 1000 }
 }
 
 async function abortLatency(port, trials) {
@@ -236,25 +266,32 @@ async function main() {
   try {
     if (only === undefined || only === 'a') {
       const contenders = ['lg', 'plain']
-      const rows = { lg: [], plain: [] }
+      const rows = { lg: [], plain: [], lgCpu: [], plainCpu: [] }
       const ratios = []
+      const cpuRatios = []
       for (let r = 0; r < rounds; r++) {
         const order = r % 2 === 0 ? contenders : [...contenders].reverse()
         const got = {}
         for (const kind of order) got[kind] = await throughput(kind, redis.port, jobs)
-        rows.lg.push(got.lg)
-        rows.plain.push(got.plain)
-        ratios.push(got.lg / got.plain)
-        process.stderr.write(`round ${r + 1}: run() ${Math.round(got.lg)} jobs/s, plain ${Math.round(got.plain)} jobs/s, ratio ${(got.lg / got.plain).toFixed(3)}\n`)
+        rows.lg.push(got.lg.wall)
+        rows.plain.push(got.plain.wall)
+        rows.lgCpu.push(got.lg.cpu)
+        rows.plainCpu.push(got.plain.cpu)
+        ratios.push(got.lg.wall / got.plain.wall)
+        cpuRatios.push(got.lg.cpu / got.plain.cpu)
+        process.stderr.write(
+          `round ${r + 1}: run() ${Math.round(got.lg.wall)} jobs/s (${Math.round(got.lg.cpu)} per CPU s), plain ${Math.round(got.plain.wall)} jobs/s (${Math.round(got.plain.cpu)} per CPU s), ratio ${(got.lg.wall / got.plain.wall).toFixed(3)} (CPU ${(got.lg.cpu / got.plain.cpu).toFixed(3)})\n`,
+        )
       }
       load.push(loadavg()[0])
-      console.log(`(a) ${jobs} round trips at concurrency 16, ${rounds} rounds`)
+      const range = (xs) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`
+      console.log(`(a) ${jobs} round trips at concurrency 16, ${rounds} rounds; CPU = producer + worker process + redis-server`)
       console.log('')
-      console.log('| contender | jobs/s (median) |')
-      console.log('| --- | --- |')
-      console.log(`| run() + createQueueWorker, signal per job | ${Math.round(median(rows.lg))} |`)
-      console.log(`| queue.add + job.waitUntilFinished + Worker | ${Math.round(median(rows.plain))} |`)
-      console.log(`| ratio (median of per-round ratios; min–max) | **${median(ratios).toFixed(2)}×** (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}) |`)
+      console.log('| contender | jobs/s wall (median) | jobs per CPU second (median) |')
+      console.log('| --- | --- | --- |')
+      console.log(`| run() + createQueueWorker, signal per job | ${Math.round(median(rows.lg))} | ${Math.round(median(rows.lgCpu))} |`)
+      console.log(`| queue.add + job.waitUntilFinished + Worker | ${Math.round(median(rows.plain))} | ${Math.round(median(rows.plainCpu))} |`)
+      console.log(`| ratio (median of per-round ratios; min–max) | **${median(ratios).toFixed(2)}×** (${range(ratios)}) | **${median(cpuRatios).toFixed(2)}×** (${range(cpuRatios)}) |`)
       console.log('')
     }
     if (only === undefined || only === 'b') {
