@@ -6,10 +6,9 @@ import { connect } from 'node:net'
 import type { Queue } from 'bullmq'
 import { leakGuard as expressGuard } from '@leak-guard/express'
 import { createQueueDispatcher, createQueueWorker, type QueueDispatcher } from '@leak-guard/bullmq'
-import { redisOrSkip, type RedisServer } from '../helpers/redis.js'
 import { send } from '../helpers/http.js'
 import type { ChildApp } from '../server/helpers.js'
-import { makeQueue, queueName, startWorker, stopWorker, waitForEvent } from './helpers.js'
+import { queueName, useRig, waitForEvent } from './helpers.js'
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -23,35 +22,23 @@ async function listen(app: express.Express): Promise<{ server: Server; port: num
 
 describe('@leak-guard/bullmq', function () {
   this.timeout(30_000)
-  let redis: RedisServer
-  let worker: ChildApp | undefined
-  let queue: Queue | undefined
-  let dispatcher: QueueDispatcher | undefined
-  let server: Server | undefined
+  const rig = useRig()
 
-  before(async function () {
-    redis = await redisOrSkip(this)
-  })
-  after(async () => {
-    await redis?.stop()
-  })
-  afterEach(async () => {
-    if (server !== undefined) {
-      server.closeAllConnections()
-      await new Promise((resolve) => server!.close(resolve))
-    }
-    await dispatcher?.close()
-    await queue?.close()
-    if (worker !== undefined) await stopWorker(worker)
-    server = dispatcher = queue = worker = undefined
-  })
-
-  async function setup(label: string, env: Record<string, string> = {}, options: { maxWaiting?: number | false } = {}): Promise<{ worker: ChildApp; queue: Queue; d: QueueDispatcher }> {
+  async function setup(label: string, env: Record<string, string> = {}): Promise<{ worker: ChildApp; queue: Queue; d: QueueDispatcher }> {
     const name = queueName(label)
-    worker = await startWorker(redis, name, env)
-    queue = makeQueue(redis, name)
-    dispatcher = createQueueDispatcher({ queue, ...options })
+    const worker = await rig.worker(name, env)
+    const { queue, dispatcher } = rig.producer(name)
     return { worker, queue, d: dispatcher }
+  }
+
+  /** Listens on a free port; closed after the test. */
+  async function serve(app: express.Express): Promise<number> {
+    const { server, port } = await listen(app)
+    rig.defer(async () => {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    })
+    return port
   }
 
   describe('createQueueDispatcher() and createQueueWorker()', () => {
@@ -107,9 +94,7 @@ describe('@leak-guard/bullmq', function () {
           rejection = error
         }
       })
-      const started = await listen(app)
-      server = started.server
-      const socket = connect(started.port, '127.0.0.1')
+      const socket = connect(await serve(app), '127.0.0.1')
       socket.on('error', () => {})
       socket.write('GET /report HTTP/1.1\r\nHost: x\r\n\r\n')
       const job = await waitForEvent(worker, (e) => e.event === 'start')
@@ -134,9 +119,7 @@ describe('@leak-guard/bullmq', function () {
           next(error)
         }
       })
-      const started = await listen(app)
-      server = started.server
-      const reply = await send(started.port, { path: '/report' })
+      const reply = await send(await serve(app), { path: '/report' })
       expect(reply.status).to.equal(503)
       expect(await busy).to.equal('done')
       // The worker is free now: had the job not been removed, it would start at once.
@@ -167,9 +150,7 @@ describe('@leak-guard/bullmq', function () {
 
   describe('admission', () => {
     it('rejects at once with LG_ERR_POOL_FULL and Retry-After once maxWaiting jobs wait', async () => {
-      const name = queueName('admission')
-      queue = makeQueue(redis, name)
-      dispatcher = createQueueDispatcher({ queue, maxWaiting: 2 })
+      const { queue, dispatcher } = rig.producer(queueName('admission'), { maxWaiting: 2 })
       await dispatcher.enqueue('echo', {})
       await dispatcher.enqueue('echo', {})
       const refused = await dispatcher.enqueue('echo', {}).catch((error: unknown) => error)
@@ -217,9 +198,7 @@ describe('@leak-guard/bullmq', function () {
         const job = await d.enqueue('sleep', { ms: 400 })
         res.send(job.id)
       })
-      const started = await listen(app)
-      server = started.server
-      const reply = await send(started.port, { path: '/start' })
+      const reply = await send(await serve(app), { path: '/start' })
       expect(reply.status).to.equal(200)
       await waitForEvent(worker, (e) => e.event === 'completed' && e.id === reply.body)
       expect(worker.events.some((e) => e.event === 'abort')).to.equal(false)

@@ -1,8 +1,9 @@
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Queue } from 'bullmq'
+import { createQueueDispatcher, type QueueDispatcher, type QueueDispatcherOptions } from '@leak-guard/bullmq'
 import { ChildApp, type ChildEvent } from '../server/helpers.js'
-import type { RedisServer } from '../helpers/redis.js'
+import { redisOrSkip, type RedisServer } from '../helpers/redis.js'
 
 const workerScript = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'worker.mjs')
 
@@ -56,4 +57,73 @@ export async function keyCount(queue: Queue): Promise<number> {
 
 export function epochNow(): number {
   return performance.timeOrigin + performance.now()
+}
+
+/** Settles with `promise`, or rejects once `ms` passed: a hang fails the test instead of the run. */
+export function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
+    }),
+  ])
+}
+
+/**
+ * What a suite of these tests runs on: a throwaway Redis for the suite (skipped, saying why, without
+ * redis-server), and per test the worker processes, the queue and the dispatcher it made, closed after
+ * each test even when it failed (bounded, so a broken Redis cannot hang the run; Redis is restarted if a
+ * test stopped it).
+ */
+export class Rig {
+  redis!: RedisServer
+  #workers: ChildApp[] = []
+  #producers: Array<{ queue: Queue; dispatcher: QueueDispatcher }> = []
+  #deferred: Array<() => Promise<unknown>> = []
+
+  /** Starts a worker process on `queue` (fixtures/worker.mjs). */
+  async worker(queue: string, env: Record<string, string> = {}): Promise<ChildApp> {
+    const app = startWorker(this.redis, queue, env)
+    this.#workers.push(await app)
+    return app
+  }
+
+  /** A queue and a dispatcher on it. */
+  producer(queue: string, options: Omit<QueueDispatcherOptions, 'queue'> = {}): { queue: Queue; dispatcher: QueueDispatcher } {
+    const q = makeQueue(this.redis, queue)
+    const produced = { queue: q, dispatcher: createQueueDispatcher({ queue: q, ...options }) }
+    this.#producers.push(produced)
+    return produced
+  }
+
+  /** Runs `fn` first when the test ends (servers, extra connections). */
+  defer(fn: () => Promise<unknown>): void {
+    this.#deferred.push(fn)
+  }
+
+  async reset(): Promise<void> {
+    for (const fn of this.#deferred.splice(0)) await bounded(fn(), 5_000, 'a deferred close')
+    for (const { queue, dispatcher } of this.#producers.splice(0)) {
+      await bounded(dispatcher.close(), 5_000, 'dispatcher.close()')
+      await bounded(queue.close(), 5_000, 'queue.close()').catch(() => queue.disconnect())
+    }
+    for (const w of this.#workers.splice(0)) await bounded(stopWorker(w), 5_000, 'worker shutdown').catch(() => w.kill('SIGKILL'))
+    if (!this.redis.running) await this.redis.restart()
+  }
+}
+
+/** A `Rig` for the enclosing suite. */
+export function useRig(): Rig {
+  const rig = new Rig()
+  let server: RedisServer | undefined
+  before(async function () {
+    server = await redisOrSkip(this)
+    rig.redis = server
+  })
+  afterEach(() => rig.reset())
+  after(async () => {
+    await server?.stop()
+  })
+  return rig
 }

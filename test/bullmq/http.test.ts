@@ -4,15 +4,13 @@ import Koa from 'koa'
 import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
-import { QueueEvents, type Queue } from 'bullmq'
+import { QueueEvents } from 'bullmq'
 import { leakGuard as expressGuard } from '@leak-guard/express'
 import { leakGuard as koaGuard } from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
-import { createQueueDispatcher, type QueueDispatcher } from '@leak-guard/bullmq'
-import { redisOrSkip, type RedisServer } from '../helpers/redis.js'
+import type { QueueDispatcher } from '@leak-guard/bullmq'
 import { send } from '../helpers/http.js'
-import type { ChildApp } from '../server/helpers.js'
-import { connection, epochNow, makeQueue, queueName, startWorker, stopWorker, waitForEvent } from './helpers.js'
+import { connection, epochNow, queueName, useRig, waitForEvent } from './helpers.js'
 
 /** An app whose route `run()`s a 5 s job through the dispatcher, with a 300 ms request deadline. */
 interface Kit {
@@ -75,38 +73,16 @@ const kits: Kit[] = [
 
 describe('@leak-guard/bullmq over HTTP', function () {
   this.timeout(30_000)
-  let redis: RedisServer
-  let worker: ChildApp | undefined
-  let queue: Queue | undefined
-  let dispatcher: QueueDispatcher | undefined
-  let close: (() => Promise<void>) | undefined
-
-  before(async function () {
-    redis = await redisOrSkip(this)
-  })
-  after(async () => {
-    await redis?.stop()
-  })
-  afterEach(async () => {
-    await close?.()
-    await dispatcher?.close()
-    await queue?.close()
-    if (worker !== undefined) await stopWorker(worker)
-    close = undefined
-    dispatcher = undefined
-    queue = undefined
-    worker = undefined
-  })
+  const rig = useRig()
 
   for (const kit of kits) {
     describe(`on ${kit.name}, when a request that run()s a 5 s job hits its 300 ms deadline`, () => {
       it('answers 503, the worker signal aborts, and the job fails cancelled instead of completing', async () => {
         const name = queueName(`http-${kit.name}`)
-        worker = await startWorker(redis, name)
-        queue = makeQueue(redis, name)
-        dispatcher = createQueueDispatcher({ queue })
+        const worker = await rig.worker(name)
+        const { dispatcher } = rig.producer(name)
         const app = await kit.listen(dispatcher)
-        close = app.close
+        rig.defer(app.close)
 
         const reply = await send(app.port, { path: '/report' })
         const answeredAt = epochNow()
@@ -129,9 +105,9 @@ describe('@leak-guard/bullmq over HTTP', function () {
   describe('the unguarded control (plain queue.add + waitUntilFinished on Express)', () => {
     it('answers 503 too, but the job runs on to completion', async () => {
       const name = queueName('http-control')
-      worker = await startWorker(redis, name)
-      queue = makeQueue(redis, name)
-      const events = new QueueEvents(name, { connection: connection(redis) })
+      const worker = await rig.worker(name)
+      const { queue } = rig.producer(name)
+      const events = new QueueEvents(name, { connection: connection(rig.redis) })
       await events.waitUntilReady()
       const q = queue
       const app = express()
@@ -147,10 +123,10 @@ describe('@leak-guard/bullmq over HTTP', function () {
       })
       const server = app.listen(0, '127.0.0.1')
       const port = await listening(server)
-      close = async () => {
+      rig.defer(async () => {
         await closeServer(server)
         await events.close()
-      }
+      })
       const reply = await send(port, { path: '/report' })
       expect(reply.status).to.equal(503)
       const started = await waitForEvent(worker, (e) => e.event === 'start')

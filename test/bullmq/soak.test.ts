@@ -1,9 +1,6 @@
 import { expect } from 'chai'
 import type { Queue } from 'bullmq'
-import { createQueueDispatcher, type QueueDispatcher } from '@leak-guard/bullmq'
-import { redisOrSkip, type RedisServer } from '../helpers/redis.js'
-import type { ChildApp } from '../server/helpers.js'
-import { makeQueue, queueName, startWorker, stopWorker } from './helpers.js'
+import { queueName, stopWorker, useRig } from './helpers.js'
 
 const JOBS = Number(process.env.LG_SOAK_JOBS ?? 10_000)
 const IN_FLIGHT = 64
@@ -31,28 +28,13 @@ function random(seed: number): () => number {
 
 describe('@leak-guard/bullmq soak', function () {
   this.timeout(180_000)
-  let redis: RedisServer
-  const workers: ChildApp[] = []
-  let queue: Queue | undefined
-  let dispatcher: QueueDispatcher | undefined
-
-  before(async function () {
-    redis = await redisOrSkip(this)
-  })
-  after(async () => {
-    await dispatcher?.close()
-    await queue?.close()
-    for (const w of workers) await stopWorker(w)
-    await redis?.stop()
-  })
+  const rig = useRig()
 
   it(`runs ${JOBS} jobs on two worker processes with random aborts (queued and active) and deadlines: no late start, nothing pending or active, Redis keys back to baseline`, async () => {
     const name = queueName('soak')
     const env = { CONCURRENCY: '16', QUIET: '1' }
-    workers.push(await startWorker(redis, name, env), await startWorker(redis, name, env))
-    queue = makeQueue(redis, name)
-    dispatcher = createQueueDispatcher({ queue, maxWaiting: false })
-    const d = dispatcher
+    const workers = [await rig.worker(name, env), await rig.worker(name, env)]
+    const { queue, dispatcher: d } = rig.producer(name, { maxWaiting: false })
     expect(await d.run('echo', 'warm-up', { scope: null })).to.equal('warm-up')
     const baseline = await durableKeys(queue)
 
@@ -108,7 +90,7 @@ describe('@leak-guard/bullmq soak', function () {
     }
     expect(keys).to.deep.equal(baseline)
 
-    const closed = await Promise.all(workers.splice(0).map((w) => stopWorker(w)))
+    const closed = await Promise.all(workers.map((w) => stopWorker(w)))
     let calls = 0
     for (const c of closed) {
       expect(c, 'worker closed').to.not.equal(undefined)
