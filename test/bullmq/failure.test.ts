@@ -1,5 +1,8 @@
 import { expect } from 'chai'
 import type { ChildApp } from '../server/helpers.js'
+import { Queue } from 'bullmq'
+import { createQueueDispatcher, createQueueWorker } from '@leak-guard/bullmq'
+import { freePort } from '../helpers/redis.js'
 import { bounded, epochNow, queueName, useRig, waitForEvent } from './helpers.js'
 
 const STALLED_INTERVAL = 1_000
@@ -11,11 +14,15 @@ describe('@leak-guard/bullmq when things break', function () {
 
   async function killMidJob(label: string, env: Record<string, string>): Promise<{ result: Promise<unknown>; killedAt: number; second: ChildApp }> {
     const name = queueName(label)
-    const first = await rig.worker(name, { ...stallEnv, ...env })
+    const first = await rig.worker(name, { ...stallEnv, ...env, SKIP_STALLED_CHECK: '1' })
     const { dispatcher } = rig.producer(name)
     const result = dispatcher.run('sleep', { ms: 3_000 }, { scope: null })
     result.catch(() => {})
     await waitForEvent(first, (e) => e.event === 'start')
+    // Only the survivor checks for stalls. BullMQ lets one check run per stalledInterval across all
+    // workers (key `stalled-check`, PX stalledInterval); with the victim checking too, the survivor's
+    // check can land just inside the victim's window and be skipped, which adds one interval (3 × in
+    // all). See the package README, "Retries and stalls".
     const second = await rig.worker(name, { ...stallEnv, ...env })
     first.kill('SIGKILL')
     await first.exited
@@ -48,6 +55,29 @@ describe('@leak-guard/bullmq when things break', function () {
       expect(error).to.have.property('code', 'LG_ERR_JOB_FAILED')
       expect(error).to.have.property('failedReason').that.matches(/stalled/)
       expect(second.events.some((e) => e.event === 'start')).to.equal(false)
+    })
+  })
+
+  describe('Redis unreachable from the start', () => {
+    it('rejects run() with LG_ERR_QUEUE_UNAVAILABLE, and the dispatcher, a worker and the queue still close', async () => {
+      // No reconnects: with ioredis's default (retry for ever) BullMQ cannot even close a queue whose
+      // Redis never appeared, so a test could not clean up. Inside a request its deadline bounds run().
+      const connection = { host: '127.0.0.1', port: await freePort(), maxRetriesPerRequest: null, retryStrategy: () => null }
+      const queue = new Queue(queueName('unreachable'), { connection })
+      queue.on('error', () => {})
+      const d = createQueueDispatcher({ queue, timeout: 2_000 })
+      const worker = createQueueWorker(queue.name, async () => 'never', { connection, closeTimeout: 200 })
+      worker.worker.on('error', () => {})
+      try {
+        for (let i = 0; i < 2; i++) {
+          const error = await bounded(d.run('echo', {}, { scope: null }).catch((e: unknown) => e), 3_000, 'run()')
+          expect(error).to.have.property('code', 'LG_ERR_QUEUE_UNAVAILABLE')
+        }
+        await bounded(d.close(), 3_000, 'dispatcher.close()')
+        await bounded(worker.close(), 3_000, 'worker.close()')
+      } finally {
+        await bounded(queue.close(), 3_000, 'queue.close()')
+      }
     })
   })
 

@@ -20,7 +20,7 @@ import {
   ShutdownError,
   TimeoutError,
 } from '@leak-guard/core'
-import { CANCEL_CHANNEL, CANCEL_FIELD, CANCEL_SCRIPT, DEADLINE_OPTION, encodeCancel, redisOf } from './protocol.js'
+import { CANCEL_CHANNEL, CANCEL_FIELD, CANCEL_SCRIPT, DEADLINE_OPTION, MAX_TIMER, encodeCancel, redisOf } from './protocol.js'
 
 export interface QueueDispatcherOptions {
   /** The BullMQ `Queue` jobs are added to. It stays yours: `close()` does not close it. */
@@ -213,6 +213,10 @@ export class QueueDispatcher implements Closeable {
     events.on('failed', ({ jobId, failedReason }) => this.#finished(jobId, false, failedReason))
     events.on('removed', ({ jobId }) => this.#finished(jobId, false, 'removed', true))
     await events.waitUntilReady()
+    if (this.#closed) {
+      await events.close() // close() may have run before this QueueEvents existed
+      return
+    }
     const eventsClient = await redisOf(events.client)
     for (const c of [client, eventsClient]) {
       const down = (): void => this.#down()
@@ -262,7 +266,7 @@ export class QueueDispatcher implements Closeable {
       pending.onSignal = () => this.#abort(pending, signal.reason)
       signal.addEventListener('abort', pending.onSignal, { once: true })
     }
-    if (timeout !== false && deadline < (scope?.deadline ?? Infinity)) {
+    if (timeout !== false && deadline < (scope?.deadline ?? Infinity) && timeout <= MAX_TIMER) {
       // Our own deadline comes first; otherwise the request's timer fires at its deadline.
       const ms = timeout
       pending.timeout = ms
@@ -487,7 +491,8 @@ export class QueueDispatcher implements Closeable {
     await Promise.race([Promise.allSettled(cancels), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_CANCEL_WAIT)))])
     clearTimeout(timer)
     for (const pending of [...this.#pending.values()]) this.#forget(pending)
-    await this.#ready.catch(noop)
+    // Not waiting for the start: with Redis unreachable it may never finish (its QueueEvents, if made
+    // by then, is closed below; #start stops at its next step).
     for (const unwatch of this.#unwatch) unwatch()
     this.#unwatch = []
     await this.#events?.close().catch(noop)

@@ -15,6 +15,12 @@
 /** Job option (persisted with the job's `opts`) holding the absolute deadline, epoch milliseconds. */
 export const DEADLINE_OPTION = 'lgDeadline'
 
+/**
+ * Longest delay `setTimeout` takes (about 24.8 days); a longer one fires after 1 ms. Deadlines further
+ * away get no timer: they are still checked when a worker takes the job.
+ */
+export const MAX_TIMER = 2 ** 31 - 1
+
 /** Field of the job hash that marks a cancelled job; its value is the code of the reason. */
 export const CANCEL_FIELD = 'lgCancel'
 

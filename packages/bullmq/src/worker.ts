@@ -1,7 +1,7 @@
 import { UnrecoverableError, Worker, type Job, type WorkerOptions } from 'bullmq'
 import { integer, invalid, type Closeable, type Guard } from '@leak-guard/core/adapter'
 import { JobCancelledError, LeakGuardError, ShutdownError, TimeoutError } from '@leak-guard/core'
-import { CANCEL_CHANNEL, CANCEL_FIELD, deadlineOf, decodeCancel, redisOf, type RedisClient } from './protocol.js'
+import { CANCEL_CHANNEL, CANCEL_FIELD, MAX_TIMER, deadlineOf, decodeCancel, redisOf, type RedisClient } from './protocol.js'
 
 /** A processor: BullMQ's job and an AbortSignal that aborts when the job is cancelled. */
 export type QueueProcessor<T = any, R = any> = (job: Job<T, R>, signal: AbortSignal) => Promise<R>
@@ -112,6 +112,7 @@ export class QueueWorker implements Closeable {
   /** Subscribes to the queue's cancel channel before taking any job, then starts the worker. */
   async #start(run: boolean): Promise<void> {
     const client = await redisOf(this.worker.client)
+    if (this.#closing !== undefined) return
     const subscriber = client.duplicate()
     this.#subscriber = subscriber
     subscriber.on('error', noop) // reconnects on its own; the worker's own 'error' events report outages
@@ -123,7 +124,7 @@ export class QueueWorker implements Closeable {
       first = false
     })
     await subscriber.subscribe(this.worker.toKey(CANCEL_CHANNEL))
-    if (this.#closing !== undefined) return
+    if (this.#closing !== undefined) return subscriber.disconnect()
     if (run) this.worker.run().catch(noop) // failures surface as the worker's 'error' events
   }
 
@@ -159,7 +160,7 @@ export class QueueWorker implements Closeable {
     this.#active.set(id, active)
     this.#stats.active++
     this.#stats.started++
-    if (deadline !== undefined) {
+    if (deadline !== undefined && deadline - Date.now() <= MAX_TIMER) {
       active.timer = setTimeout(() => this.#abortJob(active, new TimeoutError(0), 'deadline'), deadline - Date.now())
       active.timer.unref()
     }
@@ -248,7 +249,7 @@ export class QueueWorker implements Closeable {
 
   async #close(): Promise<void> {
     this.#unregister?.()
-    await this.#ready.catch(noop)
+    // Not waiting for the start: with Redis unreachable it may never finish, and close() must.
     const closed = this.worker.close()
     closed.catch(noop)
     let graceTimer: NodeJS.Timeout | undefined
@@ -265,7 +266,7 @@ export class QueueWorker implements Closeable {
     ]).catch(noop)
     clearTimeout(graceTimer)
     clearTimeout(giveUp)
-    await this.#subscriber?.quit().catch(noop)
+    // disconnect(), not quit(): QUIT would wait in ioredis's offline queue while Redis is away.
     this.#subscriber?.disconnect()
   }
 }
