@@ -146,7 +146,7 @@ export class QueueWorker implements Closeable {
       this.#stats.expired++
       throw failure(new TimeoutError(0), `the job's deadline passed ${Date.now() - deadline} ms before a worker took it`)
     }
-    const early = this.#early.get(id)
+    const early = this.#early.size === 0 ? undefined : this.#early.get(id)
     let code = early !== undefined && early.until > Date.now() ? early.code : undefined
     // A job started again (after a stall) may have been cancelled while no worker held it.
     if (code === undefined && job.attemptsStarted > 1) code = (await (await redisOf(this.worker.client)).hget(this.worker.toKey(id), CANCEL_FIELD)) ?? undefined
