@@ -205,6 +205,35 @@ describe('@leak-guard/bullmq', function () {
     })
   })
 
+  describe('a run() job still running after its request ended', () => {
+    it('is reported as a leak of kind job on the producer guard too', async () => {
+      const { worker, d } = await setup('producer-leak')
+      const app = express()
+      app.set('env', 'test')
+      const guarded = expressGuard({ timeout: 300, leakGracePeriod: 300 })
+      const leaks: Array<{ kind: string; url: string; reason: string }> = []
+      guarded.guard.on('leak', (leak) => leaks.push(leak))
+      app.use(guarded)
+      app.get('/report', async (_req, res, next) => {
+        try {
+          res.send(await d.run('ignore', { ms: 1_500 }))
+        } catch (error) {
+          next(error)
+        }
+      })
+      const reply = await send(await serve(app), { path: '/report' })
+      expect(reply.status).to.equal(503)
+      await waitForEvent(worker, (e) => e.event === 'abort')
+      const by = performance.now() + 5_000
+      while (leaks.length === 0 && performance.now() < by) await sleep(20)
+      expect(leaks.map((l) => [l.kind, l.reason])).to.deep.equal([['job', 'LG_ERR_TIMEOUT']])
+      // Tracked until the job really ended on its worker, then no longer.
+      await waitForEvent(worker, (e) => e.event === 'failed')
+      while (d.stats().tracked > 0 && performance.now() < by + 5_000) await sleep(20)
+      expect(d.stats().tracked).to.equal(0)
+    })
+  })
+
   describe('a processor that ignores its signal', () => {
     it('is reported as a leak of kind job on the worker guard after leakGracePeriod', async () => {
       const { worker, d } = await setup('leak')

@@ -58,6 +58,29 @@ describe('@leak-guard/bullmq when things break', function () {
     })
   })
 
+  describe('a cancel its worker never saw (worker frozen, then killed)', () => {
+    it('is still honoured after the stall: the survivor reads the marker and never calls the processor', async () => {
+      const name = queueName('frozen')
+      const first = await rig.worker(name, { ...stallEnv, SKIP_STALLED_CHECK: '1' })
+      const { dispatcher } = rig.producer(name)
+      const controller = new AbortController()
+      const result = dispatcher.run('sleep', { ms: 5_000 }, { scope: null, signal: controller.signal }).catch((e: unknown) => e)
+      const started = await waitForEvent(first, (e) => e.event === 'start')
+      first.kill('SIGSTOP') // it cannot read the cancel message
+      controller.abort()
+      expect(await result).to.have.property('name', 'AbortError')
+      const by = performance.now() + 5_000
+      while (dispatcher.stats().cancelled === 0 && performance.now() < by) await new Promise((r) => setTimeout(r, 20))
+      expect(dispatcher.stats().cancelled).to.equal(1)
+      // Started after the message was sent, so only the durable marker can tell it.
+      const second = await rig.worker(name, stallEnv)
+      first.kill('SIGKILL')
+      const failed = await waitForEvent(second, (e) => e.event === 'failed' && e.id === started.id)
+      expect(failed.reason).to.match(/^LG_ERR_JOB_CANCELLED: /)
+      expect(second.events.some((e) => e.event === 'start')).to.equal(false)
+    })
+  })
+
   describe('Redis unreachable from the start', () => {
     it('rejects run() with LG_ERR_QUEUE_UNAVAILABLE, and the dispatcher, a worker and the queue still close', async () => {
       // No reconnects: with ioredis's default (retry for ever) BullMQ cannot even close a queue whose
