@@ -125,8 +125,11 @@ export interface LeakEvent {
    * (`@leak-guard/pg`); `job`: a queued job (`@leak-guard/bullmq`).
    */
   kind: WorkKind
+  /** The request's scope id; `0` for work reported outside any request (`reportUnscopedLeak`). */
   scopeId: number
+  /** The request's method; `'JOB'` for a queue worker's job. */
   method: string
+  /** The request's URL; for a queue worker's job, `<queue>:<name>#<id>`. */
   url: string
   route: string | undefined
   /** Code of the reason the request ended (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). */
@@ -404,6 +407,18 @@ export class Guard extends EventEmitter implements ScopeOwner {
       lateBy: scope.ended ? Math.round(performance.now() - scope.startTime - scope.age()) : 0,
       stack: stack ?? (this.captureStacks ? captureUserStack(Guard.prototype.reportLeak, Error.stackTraceLimit).stack : undefined),
     }
+    this.emit('leak', event)
+  }
+
+  /**
+   * Reports work that runs outside any request and outlived its cancellation by more than
+   * `leakGracePeriod`: a queue worker's job whose processor kept running after its producer's request
+   * ended (`@leak-guard/bullmq`). The event has `scopeId` 0, `method` `'JOB'` and `url` = `label`.
+   */
+  reportUnscopedLeak(kind: LeakEvent['kind'], work: { label: string; reason: string; lateBy: number; stack?: string | undefined }): void {
+    this.#leaks[kind]++
+    if (this.listenerCount('leak') === 0) return
+    const event: LeakEvent = { kind, scopeId: 0, method: 'JOB', url: work.label, route: undefined, reason: work.reason, lateBy: Math.round(work.lateBy), stack: work.stack }
     this.emit('leak', event)
   }
 
