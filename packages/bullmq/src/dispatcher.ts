@@ -180,7 +180,7 @@ export class QueueDispatcher implements Closeable {
   constructor(options: QueueDispatcherOptions) {
     const o = checkKeys('createQueueDispatcher()', options, optionKeys)
     const queue = o.queue as Queue | undefined
-    if (queue === null || typeof queue !== 'object' || typeof (queue as Queue).add !== 'function' || typeof (queue as Queue).toKey !== 'function') {
+    if (queue === null || typeof queue !== 'object' || typeof (queue).add !== 'function' || typeof (queue).toKey !== 'function') {
       throw invalid('queue', 'a BullMQ `Queue`', queue)
     }
     const guard = o.guard as Guard | undefined

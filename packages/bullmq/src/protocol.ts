@@ -65,7 +65,10 @@ export interface RedisClient {
   subscribe(channel: string): Promise<unknown>
   quit(): Promise<unknown>
   disconnect(): void
+  // ioredis overloads its events with listeners of many shapes; only `any[]` is assignable to all of them.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   on(event: string, listener: (...args: any[]) => void): unknown
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   removeListener(event: string, listener: (...args: any[]) => void): unknown
 }
 

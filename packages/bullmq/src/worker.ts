@@ -4,6 +4,8 @@ import { JobCancelledError, LeakGuardError, ShutdownError, TimeoutError } from '
 import { CANCEL_CHANNEL, CANCEL_FIELD, MAX_TIMER, deadlineOf, decodeCancel, redisOf, type RedisClient } from './protocol.js'
 
 /** A processor: BullMQ's job and an AbortSignal that aborts when the job is cancelled. */
+// `any` defaults as BullMQ's own `Job<DataType = any, ReturnType = any>`, so untyped processors read as they do there.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type QueueProcessor<T = any, R = any> = (job: Job<T, R>, signal: AbortSignal) => Promise<R>
 
 /** BullMQ's own `WorkerOptions` (passed through) plus these. */
@@ -227,8 +229,8 @@ export class QueueWorker implements Closeable {
         for (const id of ids) pipeline.hget(this.worker.toKey(id), CANCEL_FIELD)
         const results = (await pipeline.exec()) ?? []
         results.forEach(([error, code], i) => {
-          const active = this.#active.get(ids[i]!)
-          if (error === null && typeof code === 'string' && active !== undefined) this.#abortJob(active, new JobCancelledError(ids[i]!, code), 'cancel')
+          const active = this.#active.get(ids[i])
+          if (error === null && typeof code === 'string' && active !== undefined) this.#abortJob(active, new JobCancelledError(ids[i], code), 'cancel')
         })
       })
       .catch(noop)
@@ -281,6 +283,7 @@ export class QueueWorker implements Closeable {
  * @example
  * const worker = createQueueWorker('reports', async (job, signal) => buildReport(job.data, { signal }), { connection, guard })
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- BullMQ's own defaults, as QueueProcessor
 export function createQueueWorker<T = any, R = any>(queueName: string, processor: QueueProcessor<T, R>, options: QueueWorkerOptions): QueueWorker {
   return new QueueWorker(queueName, processor as QueueProcessor, options)
 }

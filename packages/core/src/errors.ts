@@ -252,6 +252,8 @@ export function withCause<E extends LeakGuardError>(reason: E, cause: unknown): 
   Object.defineProperty(copy, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
   return copy
 }
+
+/**
  * A queued job (`@leak-guard/bullmq`) failed on its worker: the processor threw and its attempts ran
  * out, or it stalled more often than `maxStalledCount`. `failedReason` is BullMQ's text for it.
  */
