@@ -20,6 +20,7 @@ declare global {
 
 const kScope = Symbol('leak-guard.express.scope')
 const kInstalled = Symbol.for('leak-guard.express.installed.v1')
+const kPromiseAware = Symbol.for('leak-guard.express.promise-aware.v1')
 
 interface ScopedRequest {
   [kScope]?: RequestScope
@@ -47,6 +48,61 @@ function install(proto: object): void {
       },
     },
   })
+}
+
+/**
+ * leak-guard has answered the request (503 on timeout or shutdown) or its client left: an error from
+ * its handler can reach nobody. `leakGuardErrorHandler()` and the Express 4 rejection watch drop it.
+ */
+function answeredOrGone(scope: RequestScope, res: Response): boolean {
+  return scope.aborted && (res.headersSent || scope.ended)
+}
+
+type Handle = (req: Request, res: Response, next: NextFunction) => unknown
+
+interface Express4Layer {
+  handle: Handle
+  handle_request(req: Request, res: Response, next: NextFunction): void
+  [kPromiseAware]?: true
+}
+
+/**
+ * Express 4 ignores the promise a handler returns, so when leak-guard aborts a request (deadline,
+ * disconnect, shutdown) the handler's `await sleep(…, { signal })` rejection is unhandled and Node
+ * exits: leak-guard would turn a timeout into an outage. Express 4's `Layer#handle_request` (one class
+ * per copy of Express, found from the app's router) is taught to look at that promise for requests
+ * with a scope: a rejection of a request leak-guard answered or whose client left is dropped and
+ * counted as late work (Express 5 + `leakGuardErrorHandler()` does the same); any other rejection is
+ * rethrown unchanged, so it stays unhandled exactly as Express 4 users know it. Express 5 (router 2,
+ * `handleRequest`) handles promises itself and is left alone. No process-wide rejection handler.
+ */
+function watchExpress4Promises(req: Request): void {
+  const stack = (req as unknown as { app?: { _router?: { stack?: unknown[] } } }).app?._router?.stack
+  const layer = stack?.[0] as object | undefined
+  if (layer === undefined || layer === null) return
+  const proto = Object.getPrototypeOf(layer) as Express4Layer
+  if (typeof proto.handle_request !== 'function' || proto[kPromiseAware] === true) return
+  const original = proto.handle_request
+  Object.defineProperty(proto, kPromiseAware, { value: true })
+  proto.handle_request = function handle(this: Express4Layer, req: Request, res: Response, next: NextFunction): void {
+    const scope = (req as unknown as ScopedRequest)[kScope]
+    const fn = this.handle
+    if (scope === undefined || fn.length > 3) return original.call(this, req, res, next)
+    // Express 4's own body of handle_request, plus a look at the result.
+    let result: unknown
+    try {
+      result = fn(req, res, next)
+    } catch (error) {
+      next(error)
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      ;(result as PromiseLike<unknown>).then(undefined, (error: unknown) => {
+        if (!answeredOrGone(scope, res)) throw error
+        scope.reportLateSettle()
+      })
+    }
+  }
 }
 
 interface RoutedRequest {
@@ -86,7 +142,10 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
     const scoped = req as unknown as ScopedRequest
     // Mounted twice (app and sub-app): the first scope stays the request's scope.
     if (scoped[kScope] !== undefined) return next()
-    if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(req) as object)
+    if (scoped[kInstalled] !== true) {
+      install(Object.getPrototypeOf(req) as object)
+      watchExpress4Promises(req)
+    }
     const scope = guard.begin(req, res, undefined, host)
     scoped[kScope] = scope
     if (context) {
@@ -131,7 +190,7 @@ export function withTimeout(ms: number | false): RequestHandler {
 export function leakGuardErrorHandler(): ErrorRequestHandler {
   return function leakGuardErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
     const scope = (req as unknown as ScopedRequest)[kScope]
-    if (scope !== undefined && scope.aborted && (res.headersSent || scope.ended)) {
+    if (scope !== undefined && answeredOrGone(scope, res)) {
       scope.reportLateSettle()
       return
     }
