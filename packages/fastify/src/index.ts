@@ -20,7 +20,7 @@ import {
   type LeakGuardError,
   type RequestScope,
 } from '@leak-guard/core'
-import { kCloseServer, kExternalClose, readinessAnswer, logLeak, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { isUnanswerableAbort, kCloseServer, kExternalClose, readinessAnswer, logLeak, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer } from '@leak-guard/core'
@@ -153,7 +153,9 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
       return (result as PromiseLike<unknown>).then(
         (value) => (answered(scope) ? late(scope) : value),
         (error: unknown) => {
-          if (answered(scope)) return late(scope)
+          // A client that left makes the handler's awaited work reject with the scope's own abort:
+          // Fastify's error handler would log it as a 500 for every disconnect, with nobody to answer.
+          if (answered(scope) || isUnanswerableAbort(scope, reply.raw, error)) return late(scope)
           throw error
         },
       )

@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import { ShutdownError, TimeoutError, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { readinessAnswer, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { isUnanswerableAbort, readinessAnswer, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -113,6 +113,14 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
         if (error.headers !== undefined) ctx.set(error.headers)
         ctx.type = body.type
         ctx.body = body.payload
+        return
+      }
+      // The handler's work rejected with the scope's own abort after its client left (or after
+      // leak-guard answered): nobody can be answered, and Koa's onerror would print the AbortError's
+      // stack for every disconnect. Count it as late work if it settled late; Koa's respond() then
+      // finds the response unwritable and does nothing.
+      if (isUnanswerableAbort(scope, ctx.res, error)) {
+        scope.reportLateSettle()
         return
       }
       throw error
