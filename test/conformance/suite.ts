@@ -291,6 +291,8 @@ for (const kit of kits) {
         ['a negative retryAfter', { retryAfter: -1 }, 'retryAfter'],
         ['a numeric timeoutBody', { timeoutBody: 42 }, 'timeoutBody'],
         ['an unknown key', { timeuot: 100 }, 'timeuot'],
+        ['a timeout a timer cannot hold (2 ** 31 ms)', { timeout: 2 ** 31 }, 'timeout'],
+        ['a leakGracePeriod a timer cannot hold (2 ** 31 ms)', { leakGracePeriod: 2 ** 31 }, 'leakGracePeriod'],
       ]
       for (const [label, options, option] of cases) {
         it(`rejects ${label} with LG_ERR_INVALID_OPTION naming the option and the value`, async () => {

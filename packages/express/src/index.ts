@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import { createReadinessHandler, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { bindRequestEvents, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { bindRequestEvents, sameOptions, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -21,11 +21,16 @@ declare global {
 const kScope = Symbol('leak-guard.express.scope')
 const kInstalled = Symbol.for('leak-guard.express.installed.v1')
 const kPromiseAware = Symbol.for('leak-guard.express.promise-aware.v1')
+const kGuard = Symbol('leak-guard.express.guard')
 
 interface ScopedRequest {
   [kScope]?: RequestScope
+  [kGuard]?: Guard
   [kInstalled]?: true
 }
+
+const afterRoutes =
+  'leakGuard() runs after routes that handle requests: `req.signal` and `req.scope` are undefined there and those requests have no deadline. Mount it first, before body parsers and routes.'
 
 /**
  * `req.signal` and `req.scope` are getters on the app's request prototype (Express keeps one per app
@@ -38,7 +43,10 @@ function install(proto: object): void {
     signal: {
       configurable: true,
       get(this: ScopedRequest) {
-        return this[kScope]?.signal
+        const scope = this[kScope]
+        // Read by a handler the middleware did not run before: it is mounted after the routes.
+        if (scope === undefined) warnWiring(proto, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+        return scope?.signal
       },
     },
     scope: {
@@ -105,6 +113,19 @@ function watchExpress4Promises(req: Request): void {
   }
 }
 
+/** The app's router has a route before this middleware (looked at once per app). */
+function routesBefore(req: Request, middleware: unknown): boolean {
+  const app = (req as unknown as { app?: { _router?: { stack?: unknown[] }; router?: { stack?: unknown[] } } }).app
+  // Express 4 keeps its router on `_router`, Express 5 on `router`.
+  const stack = (app?._router ?? app?.router)?.stack
+  if (!Array.isArray(stack)) return false
+  for (const layer of stack as Array<{ handle?: unknown; route?: unknown }>) {
+    if (layer.handle === middleware) return false
+    if (layer.route !== undefined && layer.route !== null) return true
+  }
+  return false
+}
+
 interface RoutedRequest {
   baseUrl?: string
   route?: { path?: unknown }
@@ -140,14 +161,23 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const context = guard.options.context
   const middleware = function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
     const scoped = req as unknown as ScopedRequest
-    // Mounted twice (app and sub-app): the first scope stays the request's scope.
-    if (scoped[kScope] !== undefined) return next()
+    // Mounted twice (app and sub-app): the first scope stays the request's scope. With other options
+    // the second one's are silently ignored: say so, once per app.
+    if (scoped[kScope] !== undefined) {
+      const first = scoped[kGuard]
+      if (first !== undefined && first !== guard && !sameOptions(first.options, guard.options)) {
+        warnWiring(Object.getPrototypeOf(req) as object, 'LG_WARN_TWO_GUARDS', 'Two leakGuard() with different options handle the same request: only the first one (and its options) applies. Mount one leakGuard() per app.')
+      }
+      return next()
+    }
     if (scoped[kInstalled] !== true) {
       install(Object.getPrototypeOf(req) as object)
       watchExpress4Promises(req)
+      if (routesBefore(req, middleware)) warnWiring(Object.getPrototypeOf(req) as object, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
     }
     const scope = guard.begin(req, res, undefined, host)
     scoped[kScope] = scope
+    scoped[kGuard] = guard
     if (context) {
       bindRequestEvents(req, scope)
       guard.enter(scope, next)

@@ -20,7 +20,7 @@ import {
   type LeakGuardError,
   type RequestScope,
 } from '@leak-guard/core'
-import { isUnanswerableAbort, kCloseServer, kExternalClose, readinessAnswer, logLeak, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { checkClosingState, isUnanswerableAbort, kCloseServer, kExternalClose, readinessAnswer, logLeak, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer } from '@leak-guard/core'
@@ -205,6 +205,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
  * app.get('/readyz', readiness(app.leakGuard))
  */
 export function readiness(state: ClosingState) {
+  checkClosingState(state)
   return function leakGuardReadiness(request: FastifyRequest, reply: FastifyReply): void {
     const answer = readinessAnswer(state)
     reply.code(answer.status)

@@ -1,7 +1,7 @@
 import { AsyncResource } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 import { PoolClosedError, PoolFullError, PoolQueueTimeoutError } from '../errors.js'
-import { integer, integerOrFalse, invalid } from '../options.js'
+import { integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
 import { captureUserStack, type LazyStack } from '../observe/stack.js'
@@ -110,9 +110,9 @@ export function resolveAdmission(o: Record<string, unknown>, concurrency: number
   return {
     concurrency,
     maxQueue: maxQueue === false ? Infinity : maxQueue,
-    queueTimeout: integerOrFalse('queueTimeout', o.queueTimeout, false),
+    queueTimeout: millisecondsOrFalse('queueTimeout', o.queueTimeout, false),
     maxPerRequest: maxPerRequest === false ? Infinity : maxPerRequest,
-    closeTimeout: integer('closeTimeout', o.closeTimeout, 10_000),
+    closeTimeout: milliseconds('closeTimeout', o.closeTimeout, 10_000),
     guard: guard as Guard | undefined,
   }
 }

@@ -1,6 +1,6 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { checkKeys, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, invalid, millisecondsOrFalse } from '../options.js'
 import type { Guard } from '../scope/guard.js'
 import type { RequestScope, ScopeOutcome } from '../scope/request-scope.js'
 
@@ -137,7 +137,7 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
   if (!Array.isArray(buckets) || buckets.length === 0 || buckets.some((b, i) => typeof b !== 'number' || !(b > 0) || !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]))) {
     throw invalid('buckets', 'a non-empty increasing array of positive numbers', buckets)
   }
-  const resolution = integerOrFalse('eventLoopDelay', o.eventLoopDelay, 20)
+  const resolution = millisecondsOrFalse('eventLoopDelay', o.eventLoopDelay, 20)
   if (o.register !== undefined && (o.register === null || typeof (o.register as Registry).registerMetric !== 'function')) {
     throw invalid('register', 'a prom-client Registry', o.register)
   }

@@ -9,7 +9,7 @@ import {
   TimeoutError,
   requestEnded,
 } from '../errors.js'
-import { invalid } from '../options.js'
+import { invalid, MAX_TIMER } from '../options.js'
 import { answerAbortedResponse } from '../timeout/late-write.js'
 import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
 import { storage } from './context.js'
@@ -252,8 +252,8 @@ export class RequestScope {
    * override. `false` removes the deadline (streaming routes); a deadline already passed fires at once.
    */
   setTimeout(ms: number | false): void {
-    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1)) {
-      throw invalid('timeout', 'a positive integer or `false`', ms)
+    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > MAX_TIMER)) {
+      throw invalid('timeout', `an integer from 1 to ${MAX_TIMER} or \`false\``, ms)
     }
     if (this.#state !== OPEN) return
     this.#disarm()
