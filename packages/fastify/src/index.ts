@@ -122,6 +122,12 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
       if (!r.sent) sendAbort(r, error, body)
       return true
     },
+    // `reply.sent` is true once hijacked or ended: hijacked is sent but not ended. Checked only when a
+    // deadline or shutdown hits, so hijack() itself needs no wrapping.
+    handedOver(reply) {
+      const r = reply as FastifyReply
+      return r.sent && !r.raw.writableEnded
+    },
   }
 
   fastify.decorate('leakGuard', guard)
@@ -140,7 +146,9 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     const handler = route.handler
     const url = route.url
     route.handler = function leakGuardHandler(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
-      const scope = request.scope
+      // `scope` is undefined when another plugin's onRoute (ran after ours) calls this wrapper with other
+      // arguments: @fastify/websocket calls a websocket route's handler as (socket, request).
+      const scope = (request as { scope?: RequestScope | null }).scope ?? null
       if (scope !== null) scope.route = url
       const result = (handler as (this: FastifyInstance, req: FastifyRequest, rep: FastifyReply) => unknown).call(this, request, reply)
       if (scope === null || result === reply || result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') {

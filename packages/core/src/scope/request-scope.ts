@@ -39,6 +39,14 @@ export interface ScopeHost {
    * let core destroy the response.
    */
   cut?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
+  /**
+   * The framework handed the raw response to the handler (Fastify's `reply.hijack()`: SSE written by
+   * hand, a WebSocket upgrade). Read only when a deadline or a shutdown hits, so it costs nothing per
+   * request. A hijacked response is out of the deadline, as Fastify's own `handlerTimeout` clears its
+   * timer on hijack; a shutdown still aborts its signal but leaves the response to its owner (the
+   * drain's `force()` closes it at `forceAfter`). A client disconnect ends the scope as usual.
+   */
+  handedOver?(ctx: unknown): boolean
   /** The matched route pattern, read when a dump asks and once when the request ends (Express, Koa). */
   routeOf?(ctx: unknown, res: AnyResponse): string | undefined
 }
@@ -465,6 +473,17 @@ export class RequestScope {
     // Fully written and waiting for its 'close' (on HTTP/2 that waits for the client's end of stream
     // too): answered in time, so not a timeout; the close ends the scope.
     if (error === undefined && this.#res?.writableEnded === true) return
+    if (this.#host?.handedOver?.(this.#ctx) === true) {
+      if (error === undefined) {
+        // The deadline passed on a hijacked response: it no longer has one (like `setTimeout(false)`).
+        this.#disarm()
+        this.#timeout = false
+        this.#flags |= STREAMING
+      } else {
+        this.abort(error)
+      }
+      return
+    }
     const owner = this.#owner
     const reason = error ?? new TimeoutError(this.#timeout as number, owner.timeoutStatus, owner.retryAfterHeaders)
     this.abort(reason)
