@@ -4,7 +4,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import WebSocket from 'ws'
 import fastifyGuard from '@leak-guard/fastify'
@@ -124,7 +124,7 @@ describe('@fastify/websocket route (real WebSocket client)', () => {
     app = Fastify()
     await app.register(fastifyGuard, { timeout: DEADLINE })
     await app.register(websocket)
-    app.get('/ws', { websocket: true }, (socket, request) => {
+    app.get('/ws', { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
       seen.scope = request.scope
       request.scope.signal.addEventListener('abort', () => {
         seen.abortedBy = (request.scope.signal.reason as { code?: string }).code
