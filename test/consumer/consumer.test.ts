@@ -120,6 +120,49 @@ describe('the packed packages in a consumer project', function () {
     }
   })
 
+  it('ships exactly package.json, README.md, LICENSE and dist (JS, declarations, source maps that carry their sources)', () => {
+    const walk = (dir: string, prefix = ''): string[] =>
+      readdirSync(join(dir, prefix), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(dir, `${prefix}${e.name}/`) : [`${prefix}${e.name}`]))
+    const allowed = /^(package\.json|README\.md|LICENSE|dist\/(esm|cjs)\/package\.json|dist\/(esm|cjs)\/[\w/-]+\.(js|d\.ts|js\.map))$/
+    for (const name of names) {
+      const dir = join(scratch, 'node_modules', '@leak-guard', name)
+      const files = walk(dir)
+      expect(files.filter((f) => !allowed.test(f)), `${name}: unexpected files in the tarball`).to.deep.equal([])
+      for (const file of ['package.json', 'README.md', 'LICENSE']) expect(files, name).to.include(file)
+      expect(readFileSync(join(dir, 'LICENSE'), 'utf8')).to.match(/^MIT License/)
+      for (const map of files.filter((f) => f.endsWith('.js.map'))) {
+        const json = JSON.parse(readFileSync(join(dir, map), 'utf8')) as { sources: string[]; sourcesContent?: Array<string | null> }
+        expect(json.sourcesContent?.length, `${name}/${map} carries its sources`).to.equal(json.sources.length)
+        expect(json.sourcesContent!.every((c) => typeof c === 'string' && c.length > 0), `${name}/${map}`).to.equal(true)
+      }
+      for (const decl of files.filter((f) => f.endsWith('.d.ts'))) {
+        expect(readFileSync(join(dir, decl), 'utf8'), `${name}/${decl} points at no missing map`).to.not.include('sourceMappingURL')
+      }
+    }
+  })
+
+  it('publishes license, repository (with its directory), homepage and bugs, and a README whose links resolve on the registry page', () => {
+    const rootManifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { repository: { url: string }; bugs: { url: string } }
+    const repo = rootManifest.repository.url.replace(/^git\+/, '').replace(/\.git$/, '')
+    expect(repo).to.match(/^https:\/\/github\.com\/[\w-]+\/[\w-]+$/)
+    for (const name of names) {
+      const dir = join(scratch, 'node_modules', '@leak-guard', name)
+      const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, unknown>
+      expect(manifest.license).to.equal('MIT')
+      expect(manifest.repository).to.deep.equal({ type: 'git', url: rootManifest.repository.url, directory: `packages/${name}` })
+      expect(manifest.homepage).to.equal(`${repo}/tree/main/packages/${name}#readme`)
+      expect(manifest.bugs).to.deep.equal(rootManifest.bugs)
+      const readme = readFileSync(join(dir, 'README.md'), 'utf8')
+      const targets = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!)
+      expect(targets.filter((t) => !/^(https:\/\/|#)/.test(t)), `${name}: relative links in README.md`).to.deep.equal([])
+      for (const target of targets.filter((t) => t.startsWith(`${repo}/`))) {
+        // A link into this repository names a file or folder that exists in it.
+        const path = target.slice(repo.length + 1).replace(/^(blob|tree)\/main\//, '').replace(/#.*$/, '')
+        expect(existsSync(join(root, path)), `${name}: ${target}`).to.equal(true)
+      }
+    }
+  })
+
   for (const [kind, file] of [
     ['import', 'esm.mjs'],
     ['require', 'cjs.cjs'],
