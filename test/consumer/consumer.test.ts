@@ -193,6 +193,107 @@ describe('the packed packages in a consumer project', function () {
     })
   }
 
+  describe('type matrix: tsc --strict, NodeNext, no skipLibCheck, ESM and CommonJS consumers', () => {
+    // Each @types/node major gets a project of its own (with and without the optional prom-client),
+    // whose node_modules links the packed packages and the frameworks; `typeRoots` makes every
+    // `/// <reference types="node" />` of a dependency resolve to that project's @types/node, so one
+    // major is loaded per program. Each project is type-checked by TypeScript 5.9 and 7.
+    const compilers = [
+      ['TypeScript 5.9', join(root, 'node_modules', 'typescript', 'bin', 'tsc')],
+      ['TypeScript 7', join(root, 'test', 'node_modules', 'typescript-7', 'bin', 'tsc')],
+    ] as const
+    const majors = [20, 22, 24, 26] as const
+    const projects = new Map<string, Promise<string>>()
+    /** Runs at most two tsc at a time: they are CPU-bound and the machine is shared. */
+    let slots = 2
+    const waiting: Array<() => void> = []
+    const limited = async <T>(fn: () => Promise<T>): Promise<T> => {
+      if (slots === 0) await new Promise<void>((resolve) => waiting.push(resolve))
+      else slots--
+      try {
+        return await fn()
+      } finally {
+        const next = waiting.shift()
+        if (next !== undefined) next()
+        else slots++
+      }
+    }
+
+    type Mode = 'esm' | 'cjs'
+    const project = (major: number, prom: boolean, mode: Mode): string => {
+      const dir = join(scratch, `types-node-${major}${prom ? '-prom-client' : ''}-${mode}`)
+      if (existsSync(dir)) return dir
+      const modules = join(dir, 'node_modules')
+      mkdirSync(join(modules, '@leak-guard'), { recursive: true })
+      mkdirSync(join(modules, '@types'), { recursive: true })
+      for (const name of names) symlinkSync(join(scratch, 'node_modules', '@leak-guard', name), join(modules, '@leak-guard', name), 'dir')
+      const deps: Record<string, string> = {
+        express: links.express!,
+        koa: links.koa!,
+        fastify: links.fastify!,
+        '@types/express': links['@types/express']!,
+        '@types/koa': links['@types/koa']!,
+        '@types/node': `test/node_modules/types-node-${major}`,
+        ...(prom ? { 'prom-client': 'test/node_modules/prom-client' } : {}),
+      }
+      for (const [name, from] of Object.entries(deps)) symlinkSync(realpathSync(join(root, from)), join(modules, name), 'dir')
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
+      // One module system per program, as an app has: an ESM and a CommonJS program that both load the
+      // adapters' augmentations would see each declared twice (once per build) and report TS2717.
+      const files = mode === 'cjs' ? ['app-require.cts'] : ['app.ts', 'strict-pool.ts', ...(prom ? ['strict-metrics.ts'] : [])]
+      for (const file of files) copyFileSync(join(here, 'app', file), join(dir, file))
+      const compilerOptions = { strict: true, noEmit: true, target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', types: ['node'], typeRoots: ['./node_modules/@types'], skipLibCheck: false }
+      writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions, files }))
+      return dir
+    }
+
+    const check = (compiler: string, major: number, prom: boolean, mode: Mode): Promise<string> => {
+      const key = `${compiler} ${major} ${prom} ${mode}`
+      let result = projects.get(key)
+      if (result === undefined) {
+        const dir = project(major, prom, mode)
+        result = limited(async () => {
+          try {
+            const { stdout } = await run(process.execPath, [compiler, '-p', 'tsconfig.json'], { cwd: dir, timeout: 120_000, env })
+            return stdout
+          } catch (error) {
+            const e = error as { stdout?: string }
+            return e.stdout || String(error)
+          }
+        })
+        projects.set(key, result)
+      }
+      return result
+    }
+
+    it('has @types/node 20, 22, 24 and 26 and TypeScript 5.9 and 7 installed for it', () => {
+      for (const major of majors) {
+        const version = (JSON.parse(readFileSync(join(root, 'test', 'node_modules', `types-node-${major}`, 'package.json'), 'utf8')) as { version: string }).version
+        expect(version.split('.')[0]).to.equal(String(major))
+      }
+      const ts7 = (JSON.parse(readFileSync(join(root, 'test', 'node_modules', 'typescript-7', 'package.json'), 'utf8')) as { version: string }).version
+      expect(ts7).to.match(/^7\./)
+    })
+
+    // ESM consumers with and without prom-client; CommonJS consumers without it (the case where a
+    // declaration importing the optional peer would fail; the .cts program reads the CJS declarations).
+    const cells = majors.flatMap((major) => [
+      { major, prom: false, mode: 'esm' as const },
+      { major, prom: true, mode: 'esm' as const },
+      { major, prom: false, mode: 'cjs' as const },
+    ])
+    for (const [label, compiler] of compilers) {
+      for (const { major, prom, mode } of cells) {
+        it(`${label}, @types/node ${major}, ${mode === 'esm' ? 'ESM' : 'CommonJS'} consumer ${prom ? 'with' : 'without'} prom-client: no errors`, async function () {
+          this.timeout(300_000)
+          // Start every program of this compiler at once (two run at a time), then wait for this one.
+          for (const c of cells) void check(compiler, c.major, c.prom, c.mode)
+          expect(await check(compiler, major, prom, mode)).to.equal('')
+        })
+      }
+    }
+  })
+
   it('fails the type-check when the app reads a property the packages do not declare', async () => {
     const result = await checks.get('wrong')!
     expect(result.code).to.not.equal(0)

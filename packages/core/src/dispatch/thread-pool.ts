@@ -2,11 +2,18 @@ import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { isAbsolute } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ResourceLimits, TransferListItem } from 'node:worker_threads'
+import type { ResourceLimits, Worker } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import { PoolClosedError, WorkerError, WorkerExitError, WorkerResourceLimitsError } from '../errors.js'
 import { checkKeys, integer, invalid, millisecondsOrFalse } from '../options.js'
 import { Admission, admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions, type Task } from './admission.js'
+
+/**
+ * What a worker's `transferList` may hold. Derived from `Worker#postMessage` rather than named:
+ * @types/node 26 dropped `TransferListItem` from `node:worker_threads` (it is `Transferable` there),
+ * and a consumer's `tsc --strict` without `skipLibCheck` must pass on @types/node 20 to 26.
+ */
+export type TransferListItem = NonNullable<Parameters<Worker['postMessage']>[1]>[number]
 
 export interface ThreadPoolOptions extends AdmissionOptions {
   /**

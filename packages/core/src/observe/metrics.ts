@@ -6,13 +6,31 @@ import type { RequestScope, ScopeOutcome } from '../scope/request-scope.js'
 
 type PromClient = typeof import('prom-client')
 
+/**
+ * What leak-guard needs of a prom-client `Registry`, spelled out so that these declarations do not
+ * import prom-client's: an app without the optional peer installed still type-checks without
+ * `skipLibCheck`. Any prom-client `Registry` (or `AggregatorRegistry`) fits.
+ */
+export interface MetricsRegistry {
+  registerMetric(metric: never): void
+  removeSingleMetric(name: string): void
+}
+
+/** What leak-guard needs of the prom-client module (see `MetricsRegistry`); `import * as client from 'prom-client'` fits. */
+export interface MetricsClient {
+  Counter: abstract new (configuration: never) => unknown
+  Gauge: abstract new (configuration: never) => unknown
+  Histogram: abstract new (configuration: never) => unknown
+  register: MetricsRegistry
+}
+
 export interface MetricsOptions {
   /**
    * The registry the metrics are registered in: your own `new Registry()`, or the one a cluster
    * master aggregates with `AggregatorRegistry`.
    * @default prom-client's global `register`
    */
-  register?: Registry
+  register?: MetricsRegistry
   /**
    * Prefix of every metric name.
    * @default 'leakguard_'
@@ -34,7 +52,7 @@ export interface MetricsOptions {
    * call) from where @leak-guard/core is installed; pass yours when that would find another copy.
    * @default await import('prom-client')
    */
-  client?: PromClient
+  client?: MetricsClient
 }
 
 /** The Prometheus metrics of one guard in one registry. */
