@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import express from 'express'
 import Koa from 'koa'
 import Fastify from 'fastify'
-import { createGuard, createShutdown, type ShutdownOptions } from '@leak-guard/core'
+import { createGuard, createShutdown, type Guard, type ShutdownOptions } from '@leak-guard/core'
 import * as expressGuard from '@leak-guard/express'
 import * as koaGuard from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
@@ -49,25 +49,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return data
 }
 
-/** A bare node:http / node:https server with a guard and createShutdown(). */
-async function plain(scheme: 'http' | 'https', mode: Mode, times: Pick<ShutdownOptions, 'gracePeriod' | 'forceAfter'> = GRACE): Promise<Running> {
-  const guard = createGuard({ timeout: 5_000 })
-  const gate = streamGate()
-  const handled: string[] = []
-  const listener: http.RequestListener = (req, res) => {
-    guard.begin(req, res)
-    if (req.url === '/stream') {
-      res.writeHead(200, { 'content-type': 'text/plain' })
-      res.write('a')
-      void gate.wait.then(() => res.end('b'))
-      return
-    }
-    void readBody(req).then((body) => {
-      handled.push(body)
-      res.end('ok')
-    })
-  }
-  const server = scheme === 'http' ? http.createServer(listener) : https.createServer(tlsPair, listener)
+/** Listens on `server` and drains it with createShutdown(): the Running of a node:http(s), Express or Koa app. */
+async function drained(server: http.Server | https.Server, scheme: 'http' | 'https', guard: Guard, mode: Mode, gate: { release(): void }, handled: string[], times: Pick<ShutdownOptions, 'gracePeriod' | 'forceAfter'> = GRACE): Promise<Running> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   const shutdown = createShutdown(server, { guard, idleConnections: mode, ...times })
@@ -87,6 +70,28 @@ async function plain(scheme: 'http' | 'https', mode: Mode, times: Pick<ShutdownO
   }
 }
 
+/** A bare node:http / node:https server with a guard and createShutdown(). */
+async function plain(scheme: 'http' | 'https', mode: Mode, times: Pick<ShutdownOptions, 'gracePeriod' | 'forceAfter'> = GRACE): Promise<Running> {
+  const guard = createGuard({ timeout: 5_000 })
+  const gate = streamGate()
+  const handled: string[] = []
+  const listener: http.RequestListener = (req, res) => {
+    guard.begin(req, res)
+    if (req.url === '/stream') {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.write('a')
+      void gate.wait.then(() => res.end('b'))
+      return
+    }
+    void readBody(req).then((body) => {
+      handled.push(body)
+      res.end('ok')
+    })
+  }
+  const server = scheme === 'http' ? http.createServer(listener) : https.createServer(tlsPair, listener)
+  return drained(server, scheme, guard, mode, gate, handled, times)
+}
+
 async function onExpress(mode: Mode): Promise<Running> {
   const gate = streamGate()
   const handled: string[] = []
@@ -102,23 +107,7 @@ async function onExpress(mode: Mode): Promise<Running> {
     handled.push(String(req.body))
     res.send('ok')
   })
-  const server = http.createServer(app).listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const shutdown = expressGuard.createShutdown(server, { guard: middleware.guard, idleConnections: mode, ...GRACE })
-  return {
-    port: (server.address() as AddressInfo).port,
-    scheme: 'http',
-    release: gate.release,
-    shutdown: () => shutdown.close(),
-    listening: () => server.listening,
-    handled,
-    async close() {
-      shutdown.force()
-      shutdown.dispose()
-      server.closeAllConnections()
-      if (server.listening) await new Promise((resolve) => server.close(resolve))
-    },
-  }
+  return drained(http.createServer(app), 'http', middleware.guard, mode, gate, handled)
 }
 
 async function onKoa(mode: Mode): Promise<Running> {
@@ -139,23 +128,7 @@ async function onKoa(mode: Mode): Promise<Running> {
     handled.push(await readBody(ctx.req))
     ctx.body = 'ok'
   })
-  const server = http.createServer(app.callback()).listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const shutdown = koaGuard.createShutdown(server, { guard: middleware.guard, idleConnections: mode, ...GRACE })
-  return {
-    port: (server.address() as AddressInfo).port,
-    scheme: 'http',
-    release: gate.release,
-    shutdown: () => shutdown.close(),
-    listening: () => server.listening,
-    handled,
-    async close() {
-      shutdown.force()
-      shutdown.dispose()
-      server.closeAllConnections()
-      if (server.listening) await new Promise((resolve) => server.close(resolve))
-    },
-  }
+  return drained(http.createServer(app.callback()), 'http', middleware.guard, mode, gate, handled)
 }
 
 async function onFastify(mode: Mode): Promise<Running> {

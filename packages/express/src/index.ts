@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import { createReadinessHandler, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { bindRequestEvents, sameOptions, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { bindRequestEvents, checkSecondGuard, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -164,10 +164,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
     // Mounted twice (app and sub-app): the first scope stays the request's scope. With other options
     // the second one's are silently ignored: say so, once per app.
     if (scoped[kScope] !== undefined) {
-      const first = scoped[kGuard]
-      if (first !== undefined && first !== guard && !sameOptions(first.options, guard.options)) {
-        warnWiring(Object.getPrototypeOf(req) as object, 'LG_WARN_TWO_GUARDS', 'Two leakGuard() with different options handle the same request: only the first one (and its options) applies. Mount one leakGuard() per app.')
-      }
+      checkSecondGuard(Object.getPrototypeOf(req) as object, scoped[kGuard], guard)
       return next()
     }
     if (scoped[kInstalled] !== true) {

@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import { ShutdownError, TimeoutError, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { checkClosingState, isUnanswerableAbort, readinessAnswer, sameOptions, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { checkClosingState, checkSecondGuard, isUnanswerableAbort, readinessAnswer, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -122,11 +122,8 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
     const scoped = ctx as unknown as ScopedContext
     if (scoped[kScope] !== undefined) {
-      // A second leakGuard() on the same request: the first one's options apply; say so if they differ.
-      const first = scoped[kGuard]
-      if (first !== undefined && first !== guard && !sameOptions(first.options, guard.options)) {
-        warnWiring(Object.getPrototypeOf(ctx) as object, 'LG_WARN_TWO_GUARDS', 'Two leakGuard() with different options handle the same request: only the first one (and its options) applies. Mount one leakGuard() per app.')
-      }
+      // A second leakGuard() on the same request: the first one's options apply.
+      checkSecondGuard(Object.getPrototypeOf(ctx) as object, scoped[kGuard], guard)
       return next()
     }
     if (scoped[kInstalled] !== true) {

@@ -20,8 +20,16 @@ export function warnWiring(app: object, code: WiringWarningCode, message: string
   process.emitWarning(message, { type: 'LeakGuardWarning', code })
 }
 
-/** Two guards configured alike (an app and its sub-app mounting the same settings) are not a mistake. */
-export function sameOptions(a: object, b: object): boolean {
+/**
+ * A second `leakGuard()` met a request the `first` one already scoped: warn (once per `app`) when their
+ * options differ, since only the first one's apply. The same settings in an app and its sub-app are fine.
+ */
+export function checkSecondGuard(app: object, first: { readonly options: object } | undefined, second: { readonly options: object }): void {
+  if (first === undefined || first === second || sameOptions(first.options, second.options)) return
+  warnWiring(app, 'LG_WARN_TWO_GUARDS', 'Two leakGuard() with different options handle the same request: only the first one (and its options) applies. Mount one leakGuard() per app.')
+}
+
+function sameOptions(a: object, b: object): boolean {
   const x = a as Record<string, unknown>
   const y = b as Record<string, unknown>
   for (const key of Object.keys(x)) {
