@@ -138,6 +138,26 @@ for (const kit of kits) {
       }
     })
 
+    describe('when many clients leave while their handlers await signal-aware work (a disconnect storm)', () => {
+      beforeEach(async () => {
+        h = await kit.start({ timeout: 5_000 })
+      })
+
+      it("logs nothing: the handlers' AbortErrors reach neither the framework's logger nor stderr", async () => {
+        const noise = captureProcessNoise()
+        const ids = Array.from({ length: 20 }, () => nextId())
+        const sockets = await Promise.all(ids.map((id) => t.hang(h!.port, 'GET', '/abortable', id)))
+        await Promise.all(ids.map((id) => h!.probe.started(id)))
+        for (const socket of sockets) socket.drop()
+        await Promise.all(ids.map((id) => h!.probe.aborted(id)))
+        await sleep(100) // the rejections travel through the framework
+        expect(noise.stop()).to.deep.equal([])
+        expect(h!.logs).to.deep.equal([])
+        expect(h!.guard.stats().ended['client-closed']).to.equal(ids.length)
+        expect(h!.guard.size).to.equal(0)
+      })
+    })
+
     describe('with per-route timeouts', () => {
       beforeEach(async () => {
         h = await kit.start({ timeout: DEADLINE })
@@ -271,6 +291,8 @@ for (const kit of kits) {
         ['a negative retryAfter', { retryAfter: -1 }, 'retryAfter'],
         ['a numeric timeoutBody', { timeoutBody: 42 }, 'timeoutBody'],
         ['an unknown key', { timeuot: 100 }, 'timeuot'],
+        ['a timeout a timer cannot hold (2 ** 31 ms)', { timeout: 2 ** 31 }, 'timeout'],
+        ['a leakGracePeriod a timer cannot hold (2 ** 31 ms)', { leakGracePeriod: 2 ** 31 }, 'leakGracePeriod'],
       ]
       for (const [label, options, option] of cases) {
         it(`rejects ${label} with LG_ERR_INVALID_OPTION naming the option and the value`, async () => {

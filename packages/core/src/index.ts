@@ -49,7 +49,7 @@ export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snaps
 export { createDebugHandler, dumpOnSignal } from './observe/debug.js'
 export type { DebugHandler, DumpOnSignalOptions } from './observe/debug.js'
 export { createMetrics } from './observe/metrics.js'
-export type { MetricsOptions, GuardMetrics } from './observe/metrics.js'
+export type { MetricsOptions, GuardMetrics, MetricsRegistry, MetricsClient } from './observe/metrics.js'
 export { formatLeak, logLeak } from './observe/leak-log.js'
 export type { LeakLogger } from './observe/leak-log.js'
 
