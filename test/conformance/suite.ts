@@ -73,19 +73,21 @@ for (const kit of kits) {
       })
 
       for (const method of ['GET', 'POST'] as const) {
-        it(`answers ${method} with 503 + Retry-After within the deadline + 50 ms and aborts the signal with LG_ERR_TIMEOUT`, async () => {
+        // Causal, not a tight window (CI runs four Node lines on two busy cores): the answer comes at the
+        // deadline, before the handler's own 600 ms are over, and the abort never comes early.
+        it(`answers ${method} with 503 + Retry-After at the deadline, before the handler's work ends, and aborts the signal with LG_ERR_TIMEOUT`, async () => {
           const a = agent()
           await a.send({ path: '/ok', id: nextId() }) // warm the connection
           const id = nextId()
           const json = method === 'POST' ? { n: 1 } : undefined
           const settled = once(h!.probe, `settled:${id}`)
-          const reply = await a.send({ method, path: '/slow?ms=250', id, json })
+          const reply = await a.send({ method, path: '/slow?ms=600', id, json })
           expect(reply.status).to.equal(503)
           expect(reply.headers['retry-after']).to.equal('1')
-          expect(reply.elapsed).to.be.below(DEADLINE + 50)
+          expect(reply.elapsed).to.be.below(600)
           const record = h!.probe.get(id)!
           expect(record.reason).to.equal('LG_ERR_TIMEOUT')
-          expect(record.abortedAt! - record.started).to.be.within(DEADLINE - 30, DEADLINE + 50)
+          expect(record.abortedAt! - record.started).to.be.within(DEADLINE - 30, 400)
           await settled
           // The downstream step checks the signal after its slow part: it must not have run.
           expect(record.downstreamRan).to.equal(undefined)
