@@ -485,7 +485,9 @@ export class BoundedDispatcher extends Dispatcher {
     // The remaining time is measured here, when the call gets a connection, not when it was queued.
     const deadlineScope = tracked.deadlineScope
     if (deadlineScope !== undefined && !stampDeadline(opts, tracked.deadlineHeader as DeadlineHeaderSpec, deadlineScope.remaining())) {
-      expireUnsent(tracked, deadlineScope)
+      // Not from inside this dispatch: undici's fetch may be dispatching synchronously and cannot be
+      // aborted before its own fetch() call has returned.
+      queueMicrotask(() => expireUnsent(tracked, deadlineScope))
       return
     }
     const outer = sending
