@@ -159,7 +159,7 @@ describe('deadline headers', () => {
 
     it('is answered at once as a timeout when the deadline is zero or used up by the margin', () => {
       const guard = createGuard({ timeout: 30_000, inboundDeadline: { margin: 50 } })
-      for (const headers of [{ 'connect-timeout-ms': '0' }, { 'grpc-timeout': '40m' }]) {
+      for (const headers of [{ 'connect-timeout-ms': '0' }, { 'grpc-timeout': '40m' }] as Array<Record<string, string>>) {
         const { scope, res, answered } = begin(guard, headers)
         expect(answered).to.have.length(1)
         expect(answered[0]).to.be.instanceOf(TimeoutError)
