@@ -17,7 +17,7 @@ export type { TrackedKind } from './scope/track.js'
 export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
 // Deadline headers of Connect, gRPC and Envoy, for integrations that carry a deadline over another protocol.
-export { deadlineHeaderNames, parseGrpcTimeout, parseMillis, formatDeadline, readInboundDeadline } from './timeout/deadline-header.js'
+export { deadlineHeaderNames, parseGrpcTimeout, parseMillis, formatDeadline, readInboundDeadline, stampDeadline } from './timeout/deadline-header.js'
 export type { DeadlineHeaderSpec, ResolvedInboundDeadline } from './timeout/deadline-header.js'
 export { readinessAnswer } from './server/readiness.js'
 export type { ClosingState, ReadinessAnswer } from './server/readiness.js'
