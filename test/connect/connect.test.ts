@@ -119,7 +119,7 @@ describe('deadline headers with Connect (@connectrpc/connect-node)', function ()
       expect(calls[0]!.abortedAt! - droppedAt).to.be.below(200)
     })
 
-    it("aborts ctx.signal by the Connect server's own deadline when the leak-guard request times out", async () => {
+    it("aborts ctx.signal at the leak-guard request's deadline, long before its own work would end", async () => {
       const connectUrl = await listen(connectServer!)
       const { url, sentWith } = await serveFront(connectUrl, 5_000)
       const answer = await fetch(url)
@@ -127,8 +127,9 @@ describe('deadline headers with Connect (@connectrpc/connect-node)', function ()
       while (calls[0]?.abortedAt === undefined) await sleep(5)
       const call = calls[0]!
       expect(call.timeoutMs!).to.be.at.most(sentWith[0]!)
-      // Aborted around the leak-guard request's deadline, not after the 5 s of work.
-      expect(call.abortedAt! - call.arrivedAt).to.be.below(call.timeoutMs! + 200)
+      // Aborted around the leak-guard request's deadline (its own, from the header, or the call's cut,
+      // whichever lands first), not after the 5 s of work.
+      expect(call.abortedAt! - call.arrivedAt).to.be.below(call.timeoutMs! + 1_000)
     })
   })
 

@@ -1,11 +1,6 @@
 import { expect } from 'chai'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { ChildApp, sleep } from './helpers.js'
+import { ChildApp, ThrowawayNginx, freePort, hasTool, sleep, waitForPort } from './helpers.js'
 
 // Incident 4, the caller gave up and the callee did not: a three-hop chain A (Express) → nginx → B
 // (Fastify) → nginx → C (Koa), each a child process with its own guard and createHttpClient. nginx
@@ -23,37 +18,8 @@ const WORK_MS = 2_500
 // test asserts the cause (C's own deadline came from the header) alongside the time.
 const SLACK = 250
 
-function hasTool(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name} || test -x /usr/sbin/${name}`]).status === 0
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
-async function waitForPort(port: number, ms: number): Promise<void> {
-  const until = performance.now() + ms
-  while (performance.now() < until) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1')
-      socket.once('connect', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (ok) return
-    await sleep(50)
-  }
-  throw new Error(`port ${port} not open within ${ms} ms`)
-}
 
 /** nginx with one listener per hop it fronts; a caller's disconnect does not cancel the upstream request. */
 function nginxConf(prefix: string, routes: Array<[number, number]>): string {
@@ -114,8 +80,7 @@ function get(port: number, path: string): Promise<{ status: number; body: string
 
 describe('a deadline across three services (A express → B fastify → C koa)', function () {
   this.timeout(60_000)
-  let nginx: ChildProcess | undefined
-  let prefix: string | undefined
+  let nginx: ThrowawayNginx | undefined
   const hops: ChildApp[] = []
 
   afterEach(async () => {
@@ -123,15 +88,8 @@ describe('a deadline across three services (A express → B fastify → C koa)',
       hop.kill('SIGKILL')
       await hop.exited
     }
-    if (nginx !== undefined) {
-      const exited = new Promise((resolve) => nginx!.once('exit', resolve))
-      if (nginx.exitCode === null) nginx.kill('SIGQUIT')
-      await Promise.race([exited, sleep(3_000)])
-      if (nginx.exitCode === null) nginx.kill('SIGKILL')
-      nginx = undefined
-    }
-    if (prefix !== undefined) rmSync(prefix, { recursive: true, force: true })
-    prefix = undefined
+    await nginx?.stop()
+    nginx = undefined
   })
 
   interface Chain {
@@ -146,10 +104,8 @@ describe('a deadline across three services (A express → B fastify → C koa)',
   async function startChain(headers: 'on' | 'off', balancers: boolean): Promise<Chain> {
     const [pa, pb, pc, nb, nc] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()])
     if (balancers) {
-      prefix = mkdtempSync(join(tmpdir(), 'lg-chain-'))
-      for (const dir of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(prefix, dir))
-      writeFileSync(join(prefix, 'nginx.conf'), nginxConf(prefix, [[nb, pb], [nc, pc]]))
-      nginx = spawn('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')], { stdio: 'ignore' })
+      nginx = new ThrowawayNginx((prefix) => nginxConf(prefix, [[nb, pb], [nc, pc]]))
+      nginx.start()
     }
     const hop = (framework: string, port: number, timeout: number, next?: number): ChildApp => {
       const env: Record<string, string> = { LG_FRAMEWORK: framework, LG_PORT: String(port), LG_TIMEOUT: String(timeout), LG_HEADERS: headers, LG_WORK_MS: String(WORK_MS) }
