@@ -13,7 +13,8 @@ describe('createHttpClient({ deadlineHeader })', function () {
 
   let upstream: Upstream
   let client: HttpClient | undefined
-  let inbound: http.Server | undefined
+  /** Every guarded app a test started (some start two). */
+  let inbound: http.Server[] = []
   /** Headers of every request the upstream got, with `performance.now()` at arrival. */
   let seen: Array<{ headers: http.IncomingHttpHeaders; at: number }>
 
@@ -29,10 +30,9 @@ describe('createHttpClient({ deadlineHeader })', function () {
   afterEach(async () => {
     await client?.destroy()
     client = undefined
-    if (inbound !== undefined) {
-      inbound.closeAllConnections()
-      await new Promise((resolve) => inbound!.close(resolve))
-      inbound = undefined
+    for (const server of inbound.splice(0)) {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
     }
     await upstream.close()
   })
@@ -47,8 +47,9 @@ describe('createHttpClient({ deadlineHeader })', function () {
     app.use((error: { code?: string; statusCode?: number }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
       if (!res.headersSent) res.status(error.statusCode ?? 500).json({ code: error.code })
     })
-    inbound = http.createServer(app)
-    return listen(inbound)
+    const server = http.createServer(app)
+    inbound.push(server)
+    return listen(server)
   }
 
   function get(port: number): Promise<{ status: number; body: string }> {
