@@ -198,6 +198,75 @@ for (const kit of kits) {
       })
     })
 
+    describe("with a caller's deadline header (inboundDeadline)", () => {
+      beforeEach(async () => {
+        h = await kit.start({ timeout: DEADLINE })
+      })
+
+      /** The live scope of the request `id`, once its handler started: what the handler sees at entry. */
+      async function scopeAtEntry(id: string) {
+        await h!.probe.started(id)
+        const scope = [...h!.guard.scopes()].find((s) => s.state === 'running' && s.url.includes('/hang'))!
+        return { remaining: scope.remaining(), source: scope.deadlineSource, timeout: scope.timeout }
+      }
+
+      for (const [name, value] of [['connect-timeout-ms', '60'], ['grpc-timeout', '60000u']] as const) {
+        it(`answers 503 at the caller's earlier deadline (${name}: ${value}), and the handler knows its budget at entry`, async () => {
+          const id = nextId()
+          const replying = send(h!.port, { path: '/hang', id, headers: { [name]: value } })
+          const entry = await scopeAtEntry(id)
+          expect(entry.source).to.equal('inbound')
+          expect(entry.timeout).to.equal(60)
+          expect(entry.remaining).to.be.at.most(60).and.above(0)
+          const reply = await replying
+          expect(reply.status).to.equal(503)
+          expect(reply.headers['retry-after']).to.equal('1')
+          // Answered by the caller's deadline, not the local one (the TimeoutError names the one it missed).
+          expect(reply.body).to.include('timed out after 60 ms')
+          expect((await h!.probe.aborted(id)).reason).to.equal('LG_ERR_TIMEOUT')
+          expect(h!.guard.stats().inboundDeadlines).to.deep.equal({ shortened: 1, ignored: 0, invalid: 0 })
+        })
+      }
+
+      it("keeps an inbound deadline shorter than the route's own timeout in force after the route timeout is applied", async () => {
+        const id = nextId()
+        // Later than the guard's 100 ms (ignored at first), earlier than the route's 400 ms.
+        const replying = send(h!.port, { path: '/hang-long', id, headers: { 'connect-timeout-ms': String(DEADLINE + 100) } })
+        const entry = await scopeAtEntry(id)
+        expect(entry.source).to.equal('inbound')
+        expect(entry.timeout).to.equal(DEADLINE + 100)
+        const reply = await replying
+        expect(reply.status).to.equal(503)
+        const record = await h!.probe.aborted(id)
+        expect(record.reason).to.equal('LG_ERR_TIMEOUT')
+        // The route's own deadline (400 ms) never came into play: the answer names the caller's.
+        expect(reply.body).to.include(`timed out after ${DEADLINE + 100} ms`)
+        expect(h!.guard.stats().inboundDeadlines).to.deep.equal({ shortened: 0, ignored: 1, invalid: 0 })
+      })
+
+      it('changes nothing with an inbound deadline later than the local one', async () => {
+        const id = nextId()
+        const replying = send(h!.port, { path: '/hang', id, headers: { 'connect-timeout-ms': '5000' } })
+        const entry = await scopeAtEntry(id)
+        expect(entry.source).to.equal('local')
+        expect(entry.timeout).to.equal(DEADLINE)
+        const reply = await replying
+        expect(reply.status).to.equal(503)
+        expect(reply.body).to.include(`timed out after ${DEADLINE} ms`)
+        expect(h!.guard.stats().inboundDeadlines).to.deep.equal({ shortened: 0, ignored: 1, invalid: 0 })
+      })
+
+      it('answers 503 at once when the caller has no time left, and ignores a malformed value', async () => {
+        const late = await send(h!.port, { path: '/ok', id: nextId(), headers: { 'connect-timeout-ms': '0' } })
+        expect(late.status).to.equal(503)
+        expect(late.headers['retry-after']).to.equal('1')
+        const garbage = await send(h!.port, { path: '/ok', id: nextId(), headers: { 'grpc-timeout': '1 hour' } })
+        expect(garbage.status).to.equal(200)
+        expect(h!.guard.stats().inboundDeadlines).to.deep.equal({ shortened: 1, ignored: 0, invalid: 1 })
+        expect(h!.guard.stats().ended.timeout).to.equal(1)
+      })
+    })
+
     describe('currentSignal()', () => {
       it('returns the signal of the right request under 50 concurrent interleaved requests', async () => {
         h = await kit.start({ timeout: 5_000 })

@@ -17,6 +17,7 @@ export interface SendOptions {
   id?: string
   json?: unknown
   agent?: Agent
+  /** More request headers (a caller's deadline header). */
   headers?: Record<string, string>
 }
 
@@ -42,6 +43,7 @@ export function send(port: number, options: SendOptions, request: RequestFn = ht
           ...options.headers,
           ...(options.id === undefined ? {} : { 'x-id': options.id }),
           ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+          ...options.headers,
         },
       },
       (res) => {

@@ -21,7 +21,8 @@ export {
 export type { ErrorCode, LeakGuardErrorOptions } from './errors.js'
 
 export { Guard, createGuard } from './scope/guard.js'
-export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeable } from './scope/guard.js'
+export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeable, InboundDeadlineResult } from './scope/guard.js'
+export type { InboundDeadlineOptions, ResolvedInboundDeadline, OutboundDeadlineHeader, DeadlineHeaderKind } from './timeout/deadline-header.js'
 export { RequestScope } from './scope/request-scope.js'
 export type { ScopeHost, ScopedWork, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse } from './scope/request-scope.js'
 export { currentScope, currentSignal, bindRequestEvents } from './scope/context.js'

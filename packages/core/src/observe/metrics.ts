@@ -66,6 +66,7 @@ export interface GuardMetrics {
 const defaultBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const outcomes: readonly ScopeOutcome[] = ['ok', 'timeout', 'client-closed', 'shutdown']
 const abortReasons = ['timeout', 'client-closed', 'shutdown'] as const
+const inboundResults = ['shortened', 'ignored', 'invalid'] as const
 
 async function loadClient(client: unknown): Promise<PromClient> {
   if (client !== undefined) {
@@ -130,7 +131,8 @@ function resourcesWithStats(guard: Guard): Array<[string, unknown]> {
  *
  * Metrics (with the default prefix): `leakguard_requests_in_flight`, `leakguard_request_duration_seconds`
  * {outcome="ok|timeout|client-closed|shutdown"}, `leakguard_aborts_total`{reason},
- * `leakguard_late_work_total`{kind="spawn|task|request|handler|query|job"}, `leakguard_detached_tasks`,
+ * `leakguard_late_work_total`{kind="spawn|task|request|handler|query|job"},
+ * `leakguard_inbound_deadlines_total`{result="shortened|ignored|invalid"}, `leakguard_detached_tasks`,
  * `leakguard_event_loop_delay_seconds`{stat="min|mean|p50|p90|p99|max"}, and for registered resources
  * with a `stats()` method (dispatchers, thread pools, clients): `leakguard_pool_queued`{resource},
  * `leakguard_pool_running`, `leakguard_pool_wait_seconds_mean`, `leakguard_pool_run_seconds_mean`,
@@ -210,6 +212,20 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
         const leaks = guard.stats().leaks
         this.reset()
         for (const kind of Object.keys(leaks) as Array<keyof typeof leaks>) this.inc({ kind }, leaks[kind])
+      },
+    }),
+  )
+
+  metrics.push(
+    new client.Counter<'result'>({
+      name: name('inbound_deadlines_total'),
+      help: 'Requests that came with a deadline header (inboundDeadline), by what it did: shortened the local deadline, ignored (not earlier), invalid (malformed).',
+      labelNames: ['result'],
+      registers: [],
+      collect() {
+        const counts = guard.stats().inboundDeadlines
+        this.reset()
+        for (const result of inboundResults) this.inc({ result }, counts[result])
       },
     }),
   )
