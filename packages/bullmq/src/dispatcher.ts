@@ -278,7 +278,8 @@ export class QueueDispatcher implements Closeable {
     // Results travel on the events stream, so the job itself need not be kept (see the README).
     jobOptions.removeOnComplete ??= true
     jobOptions.removeOnFail ??= true
-    if (deadline !== Infinity) (jobOptions as Record<string, unknown>)[DEADLINE_OPTION] = Math.ceil(deadline)
+    // Whole epoch milliseconds, rounded down: the job's deadline is never later than its request's.
+    if (deadline !== Infinity) (jobOptions as Record<string, unknown>)[DEADLINE_OPTION] = Math.floor(deadline)
     pending.added = this.#add(name, data, jobOptions, pending)
     return promise
   }

@@ -141,13 +141,16 @@ export class QueueWorker implements Closeable {
     await this.worker.run()
   }
 
+  /** A job whose deadline passed before its processor could start: failed with `LG_ERR_TIMEOUT`, never run. */
+  #expired(deadline: number): never {
+    this.#stats.expired++
+    throw failure(new TimeoutError(0), `the job's deadline passed ${Date.now() - deadline} ms before a worker took it`)
+  }
+
   async #process(job: Job): Promise<unknown> {
     const id = job.id!
     const deadline = deadlineOf(job.opts)
-    if (deadline !== undefined && Date.now() >= deadline) {
-      this.#stats.expired++
-      throw failure(new TimeoutError(0), `the job's deadline passed ${Date.now() - deadline} ms before a worker took it`)
-    }
+    if (deadline !== undefined && Date.now() >= deadline) this.#expired(deadline)
     const early = this.#early.size === 0 ? undefined : this.#early.get(id)
     let code = early !== undefined && early.until > Date.now() ? early.code : undefined
     // A job started again (after a stall) may have been cancelled while no worker held it.
@@ -158,12 +161,15 @@ export class QueueWorker implements Closeable {
       const error = new JobCancelledError(id, code)
       throw failure(error, error.message)
     }
+    // Checked again after the cancel look-up's round trip, synchronously right before the processor runs.
+    const now = Date.now()
+    if (deadline !== undefined && now >= deadline) this.#expired(deadline)
     const active = new Active(job)
     this.#active.set(id, active)
     this.#stats.active++
     this.#stats.started++
-    if (deadline !== undefined && deadline - Date.now() <= MAX_TIMER) {
-      active.timer = setTimeout(() => this.#abortJob(active, new TimeoutError(0), 'deadline'), deadline - Date.now())
+    if (deadline !== undefined && deadline - now <= MAX_TIMER) {
+      active.timer = setTimeout(() => this.#abortJob(active, new TimeoutError(0), 'deadline'), deadline - now)
       active.timer.unref()
     }
     const signal = active.controller.signal
