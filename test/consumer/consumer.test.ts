@@ -14,7 +14,7 @@ import { expect } from 'chai'
 const run = promisify(execFile)
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
-const names = ['core', 'express', 'koa', 'fastify', 'pg'] as const
+const names = ['core', 'express', 'koa', 'fastify', 'pg', 'bullmq'] as const
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
 // The children run plain Node, as a consumer would: without the test runner's `--import tsx`.
 const env = { ...process.env, NODE_OPTIONS: (process.env.NODE_OPTIONS ?? '').replace(/--import[= ]tsx/g, '').trim() }
@@ -28,6 +28,7 @@ const links: Record<string, string> = {
   koa: 'test/node_modules/koa',
   fastify: 'test/node_modules/fastify',
   pg: 'test/node_modules/pg',
+  bullmq: 'test/node_modules/bullmq',
   '@types/node': 'node_modules/@types/node',
   '@types/express': 'test/node_modules/@types/express',
   '@types/koa': 'test/node_modules/@types/koa',
@@ -80,7 +81,7 @@ describe('the packed packages in a consumer project', function () {
     )
     const modules = join(scratch, 'node_modules')
     for (const file of readdirSync(tarballs)) {
-      const name = /^leak-guard-(core|express|koa|fastify|pg)-/.exec(file)?.[1]
+      const name = /^leak-guard-(core|express|koa|fastify|pg|bullmq)-/.exec(file)?.[1]
       if (name === undefined) continue
       const target = join(modules, '@leak-guard', name)
       mkdirSync(target, { recursive: true })
@@ -169,7 +170,7 @@ describe('the packed packages in a consumer project', function () {
     ['import', 'esm.mjs'],
     ['require', 'cjs.cjs'],
   ] as const) {
-    it(`serves a request on Express, Koa and Fastify through \`${kind}\` with the request's signal in scope`, async () => {
+    it(`serves a request on Express, Koa and Fastify through \`${kind}\` with the request's signal in scope, and loads the pg and BullMQ integrations`, async () => {
       const { stdout } = await run(process.execPath, [file], { cwd: scratch, timeout: 30_000, env })
       const result = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>
       expect(result).to.deep.equal({
@@ -177,6 +178,7 @@ describe('the packed packages in a consumer project', function () {
         guard: true,
         errorBrand: true,
         pg: true,
+        bullmq: { sameErrors: true, invalidOption: 'LG_ERR_INVALID_OPTION' },
         express: { signal: true, current: true },
         koa: { signal: true, current: true },
         fastify: { signal: true, current: true },
@@ -189,7 +191,7 @@ describe('the packed packages in a consumer project', function () {
     ['moduleResolution nodenext through require (.cts)', 'nodenext-require'],
     ['moduleResolution bundler', 'bundler'],
   ] as const) {
-    it(`type-checks an app using req.signal, ctx.signal, request.scope and guardPool() with ${label}`, async () => {
+    it(`type-checks an app using req.signal, ctx.signal, request.scope, guardPool() and the BullMQ dispatcher and worker with ${label}`, async () => {
       const result = await checks.get(key)!
       expect(result.output).to.equal('')
       expect(result.code).to.equal(0)
@@ -238,6 +240,7 @@ describe('the packed packages in a consumer project', function () {
         '@types/koa': links['@types/koa']!,
         pg: links.pg!,
         '@types/pg': links['@types/pg']!,
+        bullmq: links.bullmq!,
         '@types/node': `test/node_modules/types-node-${major}`,
         ...(prom ? { 'prom-client': 'test/node_modules/prom-client' } : {}),
       }

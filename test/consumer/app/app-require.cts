@@ -6,6 +6,8 @@ import koaAdapter = require('@leak-guard/koa')
 import fastifyAdapter = require('@leak-guard/fastify')
 import pg = require('pg')
 import pgAdapter = require('@leak-guard/pg')
+import bullmq = require('bullmq')
+import bullmqAdapter = require('@leak-guard/bullmq')
 
 const app = express()
 app.use(expressAdapter.leakGuard({ timeout: 5_000 }))
@@ -16,3 +18,6 @@ app.get('/', (req, res) => {
 export const koaMiddleware = koaAdapter.leakGuard()
 export const plugin = fastifyAdapter.default
 export const pool: pg.Pool = pgAdapter.guardPool(new pg.Pool(), { statementTimeout: false })
+export function reports(queue: bullmq.Queue): bullmqAdapter.QueueDispatcher {
+  return bullmqAdapter.createQueueDispatcher({ queue, maxWaiting: 500 })
+}
