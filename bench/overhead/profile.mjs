@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// Where the overhead goes: runs bench/overhead/server.mjs for one framework in two variants, each at
+// the same fixed request rate, one after the other, profiles the server (V8's CPU profiler through
+// node:inspector, the profile `--cpu-prof` writes, started after a warm-up so start-up is left out) and
+// prints the functions whose self time per request differs most between them.
+//
+//   node bench/overhead/profile.mjs [--framework fastify] [--variants bare,lg-signal] [--rate 4000]
+//                                   [--duration 8] [--node 22|24|26]
+//
+// A fixed rate keeps the event loop's batching alike for both variants; the profile is sampled (every
+// 100 µs by default: `--interval` µs changes it), so compare differences of ~0.1 µs/request and up,
+// and rerun before trusting smaller ones.
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { onNodeLine } from '../../scripts/node-lines.mjs'
+
+const args = onNodeLine(import.meta.url)
+const arg = (name, fallback) => {
+  const i = args.indexOf(`--${name}`)
+  return i === -1 ? fallback : args[i + 1]
+}
+const framework = arg('framework', 'fastify')
+const [a, b] = arg('variants', 'bare,lg-signal').split(',')
+const rate = Number(arg('rate', 4000))
+const duration = Number(arg('duration', 8))
+const interval = Number(arg('interval', 100))
+const here = dirname(fileURLToPath(import.meta.url))
+
+// Loaded into the server with --import: starts and stops the profiler on the parent's word.
+const preload = `data:text/javascript,${encodeURIComponent(`
+import { Session } from 'node:inspector/promises'
+const session = new Session()
+session.connect()
+process.on('message', async (m) => {
+  if (m.type === 'profile-start') {
+    await session.post('Profiler.enable')
+    await session.post('Profiler.setSamplingInterval', { interval: ${interval} })
+    await session.post('Profiler.start')
+    process.send({ type: 'profiling' })
+  } else if (m.type === 'profile-stop') {
+    const { profile } = await session.post('Profiler.stop')
+    process.send({ type: 'profile', profile })
+  }
+})`)}`
+
+async function ask(child, type, reply) {
+  const answer = new Promise((resolve) => {
+    const on = (m) => {
+      if (m.type !== reply) return
+      child.off('message', on)
+      resolve(m)
+    }
+    child.on('message', on)
+  })
+  child.send({ type })
+  return answer
+}
+
+async function profile(variant) {
+  const child = fork(join(here, 'server.mjs'), [framework, variant], { execArgv: ['--import', preload], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const [{ port }] = await once(child, 'message')
+  const url = `http://127.0.0.1:${port}/`
+  await autocannon({ url, connections: 20, duration: 2, overallRate: rate }) // warm-up, not profiled
+  await ask(child, 'profile-start', 'profiling')
+  const run = await autocannon({ url, connections: 20, duration, overallRate: rate })
+  const { profile: prof } = await ask(child, 'profile-stop', 'profile')
+  child.send({ type: 'exit' })
+  await once(child, 'exit')
+  // Self time per function: each sample is charged to its leaf node; timeDeltas[i] is the time before sample i.
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]))
+  const self = new Map()
+  prof.samples.forEach((id, i) => {
+    const { callFrame: f } = byId.get(id)
+    const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/packages\//, 'packages/')}:${f.lineNumber + 1}`
+    self.set(key, (self.get(key) ?? 0) + (prof.timeDeltas[i] ?? 0))
+  })
+  const requests = run.requests.total
+  return { self, requests, perRequest: (key) => (self.get(key) ?? 0) / requests }
+}
+
+const pa = await profile(a)
+const pb = await profile(b)
+const keys = new Set([...pa.self.keys(), ...pb.self.keys()])
+const total = (p) => [...p.self.entries()].filter(([k]) => !k.startsWith('(idle)') && !k.startsWith('(program)')).reduce((s, [, v]) => s + v, 0) / p.requests
+const rows = [...keys]
+  .filter((k) => !k.startsWith('(idle)'))
+  .map((k) => ({ k, a: pa.perRequest(k), b: pb.perRequest(k) }))
+  .sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a))
+  .slice(0, 25)
+console.log(`Node ${process.version}, ${framework}: ${a} vs ${b}, ${rate} req/s for ${duration} s (after 2 s unprofiled warm-up), sampling every ${interval} µs`)
+console.log(`profiled CPU per request without idle and (program): ${a} ${total(pa).toFixed(2)} µs, ${b} ${total(pb).toFixed(2)} µs`)
+console.log('')
+console.log(`| function (self time) | ${a} µs/req | ${b} µs/req | difference |`)
+console.log('|---|---:|---:|---:|')
+for (const r of rows) console.log(`| ${r.k} | ${r.a.toFixed(3)} | ${r.b.toFixed(3)} | ${(r.b - r.a >= 0 ? '+' : '') + (r.b - r.a).toFixed(3)} |`)
