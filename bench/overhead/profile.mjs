@@ -72,13 +72,29 @@ async function profile(variant) {
   // Self time per function: each sample is charged to its leaf node; timeDeltas[i] is the time before sample i.
   const byId = new Map(prof.nodes.map((n) => [n.id, n]))
   const self = new Map()
+  const groups = new Map()
   prof.samples.forEach((id, i) => {
     const { callFrame: f } = byId.get(id)
-    const key = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/packages\//, 'packages/')}:${f.lineNumber + 1}`
-    self.set(key, (self.get(key) ?? 0) + (prof.timeDeltas[i] ?? 0))
+    const where = f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/packages\//, 'packages/')
+    const key = `${f.functionName || '(anonymous)'} ${where}:${f.lineNumber + 1}`
+    const dt = prof.timeDeltas[i] ?? 0
+    self.set(key, (self.get(key) ?? 0) + dt)
+    const group = groupOf(f.functionName, where)
+    groups.set(group, (groups.get(group) ?? 0) + dt)
   })
   const requests = run.requests.total
-  return { self, requests, perRequest: (key) => (self.get(key) ?? 0) / requests }
+  return { self, groups, requests, perRequest: (key) => (self.get(key) ?? 0) / requests }
+}
+
+/** Coarse origin of a function, so differences too small per function still add up somewhere. */
+function groupOf(name, where) {
+  if (where.startsWith('packages/')) return 'leak-guard (packages/*)'
+  if (/async_context_frame|async_hooks|async_local_storage/.test(where)) return 'AsyncLocalStorage (node:internal/async_*)'
+  if (/abort_controller|event_target/.test(where)) return 'AbortController / EventTarget'
+  if (name === '(garbage collector)') return '(garbage collector)'
+  if (name === '(program)' || name === '(idle)') return name
+  if (where.startsWith('node:') || where === '') return 'Node (other)'
+  return where.split('/')[0]
 }
 
 const pa = await profile(a)
@@ -92,6 +108,14 @@ const rows = [...keys]
   .slice(0, 25)
 console.log(`Node ${process.version}, ${framework}: ${a} vs ${b}, ${rate} req/s for ${duration} s (after 2 s unprofiled warm-up), sampling every ${interval} µs`)
 console.log(`profiled CPU per request without idle and (program): ${a} ${total(pa).toFixed(2)} µs, ${b} ${total(pb).toFixed(2)} µs`)
+console.log('')
+const groups = [...new Set([...pa.groups.keys(), ...pb.groups.keys()])]
+  .filter((g) => g !== '(idle)')
+  .map((g) => ({ g, a: (pa.groups.get(g) ?? 0) / pa.requests, b: (pb.groups.get(g) ?? 0) / pb.requests }))
+  .sort((x, y) => y.b - y.a - (x.b - x.a))
+console.log(`| origin (self time) | ${a} µs/req | ${b} µs/req | difference |`)
+console.log('|---|---:|---:|---:|')
+for (const r of groups) console.log(`| ${r.g} | ${r.a.toFixed(3)} | ${r.b.toFixed(3)} | ${(r.b - r.a >= 0 ? '+' : '') + (r.b - r.a).toFixed(3)} |`)
 console.log('')
 console.log(`| function (self time) | ${a} µs/req | ${b} µs/req | difference |`)
 console.log('|---|---:|---:|---:|')
