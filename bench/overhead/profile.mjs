@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// Where the overhead goes: runs bench/overhead/server.mjs for one framework in two variants, each at
-// the same fixed request rate, one after the other, profiles the server (V8's CPU profiler through
+// Where the overhead goes: runs bench/overhead/server.mjs for one framework in two variants at the same
+// fixed request rate, taking turns in short segments, profiles each server (V8's CPU profiler through
 // node:inspector, the profile `--cpu-prof` writes, started after a warm-up so start-up is left out) and
-// prints the functions whose self time per request differs most between them.
+// prints self time per request by origin (leak-guard, AsyncLocalStorage, the framework, Node) and by
+// function, the largest differences first.
 //
 //   node bench/overhead/profile.mjs [--framework fastify] [--variants bare,lg-signal] [--rate 4000]
-//                                   [--duration 8] [--node 22|24|26]
+//                                   [--duration 12] [--segments 6] [--node 22|24|26]
 //
 // A fixed rate keeps the event loop's batching alike for both variants; the profile is sampled (every
 // 100 µs by default: `--interval` µs changes it), so compare differences of ~0.1 µs/request and up,
@@ -25,8 +26,9 @@ const arg = (name, fallback) => {
 const framework = arg('framework', 'fastify')
 const [a, b] = arg('variants', 'bare,lg-signal').split(',')
 const rate = Number(arg('rate', 4000))
-const duration = Number(arg('duration', 8))
+const duration = Number(arg('duration', 12))
 const interval = Number(arg('interval', 100))
+const segments = Number(arg('segments', 6))
 const here = dirname(fileURLToPath(import.meta.url))
 
 // Loaded into the server with --import: starts and stops the profiler on the parent's word.
@@ -59,31 +61,31 @@ async function ask(child, type, reply) {
   return answer
 }
 
-async function profile(variant) {
+/** One server under the profiler; its samples add up over the segments it is loaded in. */
+async function start(variant) {
   const child = fork(join(here, 'server.mjs'), [framework, variant], { execArgv: ['--import', preload], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const [{ port }] = await once(child, 'message')
   const url = `http://127.0.0.1:${port}/`
   await autocannon({ url, connections: 20, duration: 2, overallRate: rate }) // warm-up, not profiled
-  await ask(child, 'profile-start', 'profiling')
-  const run = await autocannon({ url, connections: 20, duration, overallRate: rate })
-  const { profile: prof } = await ask(child, 'profile-stop', 'profile')
-  child.send({ type: 'exit' })
-  await once(child, 'exit')
+  return { child, url, self: new Map(), groups: new Map(), requests: 0 }
+}
+
+async function segment(p, seconds) {
+  await ask(p.child, 'profile-start', 'profiling')
+  const run = await autocannon({ url: p.url, connections: 20, duration: seconds, overallRate: rate })
+  const { profile: prof } = await ask(p.child, 'profile-stop', 'profile')
+  p.requests += run.requests.total
   // Self time per function: each sample is charged to its leaf node; timeDeltas[i] is the time before sample i.
   const byId = new Map(prof.nodes.map((n) => [n.id, n]))
-  const self = new Map()
-  const groups = new Map()
   prof.samples.forEach((id, i) => {
     const { callFrame: f } = byId.get(id)
     const where = f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/packages\//, 'packages/')
     const key = `${f.functionName || '(anonymous)'} ${where}:${f.lineNumber + 1}`
     const dt = prof.timeDeltas[i] ?? 0
-    self.set(key, (self.get(key) ?? 0) + dt)
+    p.self.set(key, (p.self.get(key) ?? 0) + dt)
     const group = groupOf(f.functionName, where)
-    groups.set(group, (groups.get(group) ?? 0) + dt)
+    p.groups.set(group, (p.groups.get(group) ?? 0) + dt)
   })
-  const requests = run.requests.total
-  return { self, groups, requests, perRequest: (key) => (self.get(key) ?? 0) / requests }
 }
 
 /** Coarse origin of a function, so differences too small per function still add up somewhere. */
@@ -97,8 +99,15 @@ function groupOf(name, where) {
   return where.split('/')[0]
 }
 
-const pa = await profile(a)
-const pb = await profile(b)
+// The two variants take turns in short segments, so drift in the machine's load hits both alike.
+const pa = await start(a)
+const pb = await start(b)
+for (let i = 0; i < segments; i++) for (const p of i % 2 === 0 ? [pa, pb] : [pb, pa]) await segment(p, duration / segments)
+for (const p of [pa, pb]) {
+  p.child.send({ type: 'exit' })
+  await once(p.child, 'exit')
+  p.perRequest = (key) => (p.self.get(key) ?? 0) / p.requests
+}
 const keys = new Set([...pa.self.keys(), ...pb.self.keys()])
 const total = (p) => [...p.self.entries()].filter(([k]) => !k.startsWith('(idle)') && !k.startsWith('(program)')).reduce((s, [, v]) => s + v, 0) / p.requests
 const rows = [...keys]
@@ -106,7 +115,7 @@ const rows = [...keys]
   .map((k) => ({ k, a: pa.perRequest(k), b: pb.perRequest(k) }))
   .sort((x, y) => Math.abs(y.b - y.a) - Math.abs(x.b - x.a))
   .slice(0, 25)
-console.log(`Node ${process.version}, ${framework}: ${a} vs ${b}, ${rate} req/s for ${duration} s (after 2 s unprofiled warm-up), sampling every ${interval} µs`)
+console.log(`Node ${process.version}, ${framework}: ${a} vs ${b}, ${rate} req/s for ${duration} s each in ${segments} alternating segments (after 2 s unprofiled warm-up), sampling every ${interval} µs`)
 console.log(`profiled CPU per request without idle and (program): ${a} ${total(pa).toFixed(2)} µs, ${b} ${total(pb).toFixed(2)} µs`)
 console.log('')
 const groups = [...new Set([...pa.groups.keys(), ...pb.groups.keys()])]
