@@ -109,10 +109,13 @@ describe("Node's own IncomingMessage signal next to leak-guard's", function () {
       const seen: Seen = {}
       // A deadline far beyond the grace period: only the shutdown aborts.
       const { port, server, middleware } = await start(seen, 30_000)
+      // Created at start-up, as in an app, so the drain knows the connection.
+      const shutdown = createShutdown(server, { guard: middleware.guard, gracePeriod: 20, forceAfter: 2_000 })
       const client = await hangOn(port)
       await until(() => seen.ours !== undefined)
-      const shutdown = createShutdown(server, { guard: middleware.guard, gracePeriod: 20, forceAfter: 300 })
-      await shutdown.close()
+      const summary = await shutdown.close()
+      expect(summary.aborted).to.equal(1)
+      expect(summary.forced).to.equal(0)
       expect(statusOf((await client.responses(1))[0])).to.equal(503)
       expect(seen.code).to.equal('LG_ERR_SHUTDOWN')
       expect(seen.nodesAbortedThen).to.equal(false)
