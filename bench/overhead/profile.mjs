@@ -17,18 +17,16 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { onNodeLine } from '../../scripts/node-lines.mjs'
+import { argReader } from '../lib.mjs'
 
 const args = onNodeLine(import.meta.url)
-const arg = (name, fallback) => {
-  const i = args.indexOf(`--${name}`)
-  return i === -1 ? fallback : args[i + 1]
-}
-const framework = arg('framework', 'fastify')
-const [a, b] = arg('variants', 'bare,lg-signal').split(',')
-const rate = Number(arg('rate', 4000))
-const duration = Number(arg('duration', 12))
-const interval = Number(arg('interval', 100))
-const segments = Number(arg('segments', 6))
+const arg = argReader(args)
+const framework = arg('--framework', 'fastify')
+const [a, b] = arg('--variants', 'bare,lg-signal').split(',')
+const rate = Number(arg('--rate', 4000))
+const duration = Number(arg('--duration', 12))
+const interval = Number(arg('--interval', 100))
+const segments = Number(arg('--segments', 6))
 const here = dirname(fileURLToPath(import.meta.url))
 
 // Loaded into the server with --import: starts and stops the profiler on the parent's word.

@@ -25,7 +25,10 @@ import autocannon from 'autocannon'
 import { onNodeLine } from '../../scripts/node-lines.mjs'
 
 const allFrameworks = ['express', 'koa', 'fastify']
-const allVariants = ['bare', 'bare-signal', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer']
+const allVariants = ['bare', 'bare-signal', 'lg-nocontext', 'lg-default', 'lg-signal', 'lg-deadline', 'peer']
+// lg-deadline: every request carries a caller's deadline (earlier than the 30 s local one), so each
+// request parses it and its scope gets a timer of its own instead of the guard's shared deadline list.
+const variantHeaders = { 'lg-deadline': { 'connect-timeout-ms': '20000' } }
 const peerName = { express: 'connect-timeout', koa: 'koa-timeout-v2', fastify: 'handlerTimeout' }
 const label = (framework, variant) =>
   ({
@@ -34,6 +37,7 @@ const label = (framework, variant) =>
     'lg-nocontext': 'leak-guard `context: false`',
     'lg-default': 'leak-guard default',
     'lg-signal': 'leak-guard default + signal read',
+    'lg-deadline': 'leak-guard default + signal read, `Connect-Timeout-Ms: 20000` on every request',
     peer: `${peerName[framework]} (peer)`,
   })[variant]
 
@@ -60,7 +64,7 @@ function parseArgs(argv) {
     else if (a === '--variants') out.variants = list(value(), allVariants, a)
     else if (a === '--json') out.json = true
     else if (a === '--help' || a === '-h') {
-      console.log('node bench/overhead/run.mjs [--rounds 5] [--duration 3] [--warmup 1] [--connections 50] [--rate req/s] [--frameworks express,koa,fastify] [--variants bare,bare-signal,lg-nocontext,lg-default,lg-signal,peer] [--json] [--node 22|24|26]')
+      console.log('node bench/overhead/run.mjs [--rounds 5] [--duration 3] [--warmup 1] [--connections 50] [--rate req/s] [--frameworks express,koa,fastify] [--variants bare,bare-signal,lg-nocontext,lg-default,lg-signal,lg-deadline,peer] [--json] [--node 22|24|26]')
       process.exit(0)
     } else throw new Error(`unknown argument ${a}`)
   }
@@ -153,9 +157,10 @@ class Server {
   }
 }
 
-function load(port, seconds) {
+function load(port, seconds, headers) {
   return autocannon({
     url: `http://127.0.0.1:${port}/`,
+    ...(headers === undefined ? {} : { headers }),
     connections: opts.connections,
     pipelining: 1,
     duration: seconds,
@@ -165,7 +170,7 @@ function load(port, seconds) {
 
 async function measure(server, seconds) {
   await server.ask('start', 'started')
-  const result = await load(server.port, seconds)
+  const result = await load(server.port, seconds, variantHeaders[server.variant])
   const stats = await server.ask('stop', 'stopped')
   const bad = result.errors + result.timeouts + result.non2xx
   if (bad > 0) log(`  warning: ${server.framework}/${server.variant}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx`)
@@ -193,7 +198,7 @@ log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${load1.map
 log(`${servers.size} servers, ${opts.rounds} rounds x ${opts.duration} s, ${opts.connections} connections${opts.rate ? `, ${opts.rate} req/s` : ''}, warm-up ${opts.warmup} s each`)
 
 if (opts.warmup > 0) {
-  for (const s of servers.values()) await load(s.port, opts.warmup)
+  for (const s of servers.values()) await load(s.port, opts.warmup, variantHeaders[s.variant])
 }
 
 const samples = new Map([...servers.keys()].map((k) => [k, []]))

@@ -3,9 +3,10 @@
 //   node bench/overhead/server.mjs <framework> <variant>
 //
 // framework: express | koa | fastify
-// variant:   bare | bare-signal | lg-nocontext | lg-default | lg-signal | peer
+// variant:   bare | bare-signal | lg-nocontext | lg-default | lg-signal | lg-deadline | peer
 //            (bare-signal: the bare handler creates one AbortController and reads its signal: the floor
-//            any variant that hands out a real AbortSignal per request pays)
+//            any variant that hands out a real AbortSignal per request pays; lg-deadline: lg-signal
+//            under a load whose requests carry `Connect-Timeout-Ms: 20000`, see run.mjs)
 //
 // It listens on 127.0.0.1:0 and talks to the parent over IPC:
 //   -> { type: 'ready', port }                       once listening
@@ -21,7 +22,7 @@ const TIMEOUT = 30_000
 let requests = 0
 const options = variant === 'lg-nocontext' ? { context: false, timeout: TIMEOUT } : { timeout: TIMEOUT }
 const guarded = variant.startsWith('lg-')
-const readSignal = variant === 'lg-signal'
+const readSignal = variant === 'lg-signal' || variant === 'lg-deadline'
 const bareSignal = variant === 'bare-signal'
 
 async function express() {
@@ -142,8 +143,8 @@ async function fastify() {
 }
 
 const factories = { express, koa, fastify }
-if (!(framework in factories) || !['bare', 'bare-signal', 'lg-nocontext', 'lg-default', 'lg-signal', 'peer'].includes(variant)) {
-  console.error(`usage: server.mjs <express|koa|fastify> <bare|bare-signal|lg-nocontext|lg-default|lg-signal|peer>, got ${framework} ${variant}`)
+if (!(framework in factories) || !['bare', 'bare-signal', 'lg-nocontext', 'lg-default', 'lg-signal', 'lg-deadline', 'peer'].includes(variant)) {
+  console.error(`usage: server.mjs <express|koa|fastify> <bare|bare-signal|lg-nocontext|lg-default|lg-signal|lg-deadline|peer>, got ${framework} ${variant}`)
   process.exit(2)
 }
 const server = await factories[framework]()

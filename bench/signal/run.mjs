@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { allLines, nodeBinary } from '../../scripts/node-lines.mjs'
+import { argReader, median } from '../lib.mjs'
 
 const BATCHES = 5
 const RING = 64
@@ -35,10 +36,7 @@ function child(n) {
 }
 
 const args = process.argv.slice(2)
-const arg = (name, fallback) => {
-  const i = args.indexOf(name)
-  return i === -1 ? fallback : args[i + 1]
-}
+const arg = argReader(args)
 const n = Number(arg('--n', 200_000))
 if (args.includes('--child')) {
   child(n)
@@ -60,7 +58,6 @@ if (args.includes('--child')) {
     }
   }
   const load2 = os.loadavg()
-  const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1]
   const f2 = (x) => x.toFixed(2)
   console.log(`${new Date().toISOString()}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), ${rounds} rounds x ${BATCHES} batches x ${n} ops; load average before ${load1.map(f2).join(' ')}, after ${load2.map(f2).join(' ')}`)
   console.log('')

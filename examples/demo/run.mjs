@@ -17,12 +17,14 @@ import { renderTable } from './lib/table.mjs'
 import * as slowClients from './incidents/slow-clients.mjs'
 import * as clientLeft from './incidents/client-left.mjs'
 import * as poolAndCpu from './incidents/pool-and-cpu.mjs'
+import * as callerGaveUp from './incidents/caller-gave-up.mjs'
 import * as shutdown from './incidents/shutdown.mjs'
 
 const incidents = [
   ['1 slow clients', 'slowClients', slowClients],
   ['2 client left', 'clientLeft', clientLeft],
   ['3 pool and CPU', 'poolAndCpu', poolAndCpu],
+  ['4 caller gave up', 'callerGaveUp', callerGaveUp],
   ['shutdown', 'shutdown', shutdown],
 ]
 const frameworks = { express: 'express', koa: 'koa', fastify: 'fastify' }
@@ -53,6 +55,7 @@ for (const f of selected) {
 const profile = args.short ? profiles.short : profiles.full
 const serverFile = fileURLToPath(new URL('./lib/server-process.mjs', import.meta.url))
 const upstreamFile = fileURLToPath(new URL('./lib/upstream.mjs', import.meta.url))
+const calleeFile = fileURLToPath(new URL('./lib/callee.mjs', import.meta.url))
 const require = createRequire(import.meta.url)
 const version = (name) => require(`${name}/package.json`).version
 
@@ -106,7 +109,8 @@ process.exit(report.problems.length > 0 || report.childrenLeft > 0 ? 1 : 0)
 async function replay(framework) {
   const entry = report.frameworks[framework]
   const upstream = await start(upstreamFile)
-  const startServer = (side) => start(serverFile, [framework, side, JSON.stringify({ upstream: upstream.url, profile })])
+  const callee = await start(calleeFile)
+  const startServer = (side) => start(serverFile, [framework, side, JSON.stringify({ upstream: upstream.url, callee: callee.hops, profile })])
   let nextServer = startServer('unguarded')
   for (const side of ['unguarded', 'guarded']) {
     const server = await nextServer
@@ -116,13 +120,14 @@ async function replay(framework) {
       if (key === 'shutdown' && side === 'unguarded') nextServer = startServer('guarded')
       const t = performance.now()
       progress(`  ${framework.padEnd(7)} ${side.padEnd(9)} ${label} …`)
-      results[key] = await incident.run({ port: server.port, server: server.child, child: server.child, upstream: upstream.child, profile, side, uses: server.uses })
+      results[key] = await incident.run({ port: server.port, server: server.child, child: server.child, upstream: upstream.child, callee: callee.child, profile, side, uses: server.uses })
       const found = incident.problems(results[key])
       progress(`  ${framework.padEnd(7)} ${side.padEnd(9)} ${label} done in ${seconds(performance.now() - t)}${found.length ? ` — ${found.join('; ')}` : ''}`)
       for (const problem of found) (side === 'guarded' ? report.problems : report.unguardedLeaks).push(`${framework} ${label}: ${problem}`)
     }
   }
   await kill(upstream.child)
+  await kill(callee.child)
 }
 
 function describePieces() {
@@ -141,6 +146,8 @@ function notes() {
     `  2: ${p.clientLeft.requests} clients call /report (a ${p.clientLeft.queryMs} ms query + an audit call) and hang up after ${p.clientLeft.leaveAfter} ms; the upstream timestamps each call.`,
     `  3: ${p.pool.requests} /proxy calls, ${p.pool.concurrency} at once; then ${p.cpu.concurrency} scrapers hammer /metrics (${p.cpu.cpuMs} ms of CPU each) for ${seconds(p.cpu.window)}`,
     `     while a probe calls /health every ${p.cpu.probeEvery} ms. Guarded pool: ${p.cpu.threads} thread, queue ${p.cpu.maxQueue}; client: ${p.pool.connections} connections.`,
+    `  4: ${p.callerGaveUp.requests} clients call /chain with Connect-Timeout-Ms: ${p.callerGaveUp.deadline} and give up at that deadline; /chain calls a downstream service`,
+    `     (${p.callerGaveUp.workMs} ms of work; local deadline 30 s) through a hop that does not cancel, as a balancer with proxy_ignore_client_abort would.`,
     `  shutdown: ${p.shutdown.keepAliveClients} keep-alive clients and ${p.shutdown.longRequests} long (${seconds(p.shutdown.longMs)}) exports in flight, SIGTERM after ${p.shutdown.signalAfter} ms;`,
     `     unguarded: server.close() then exit; guarded: grace ${p.shutdown.grace} ms, force at ${p.shutdown.hardDeadline} ms. The demo kills a server still up after ${seconds(p.shutdown.cap)}.`,
   ]

@@ -134,6 +134,7 @@ export function h2(): Transport {
       ':path': options.path,
       ...(options.id === undefined ? {} : { 'x-id': options.id }),
       ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+      ...options.headers,
     })
     stream.end(payload)
     return stream

@@ -9,6 +9,7 @@ interface SideResults {
   slowClients: { held: number; attackers: number; answered: number; wellBehaved: number }
   clientLeft: { completedAfterLeft: number; workStarted: number; stillRunning: number; lateWorkDetected: number | undefined; lateWorkByKind?: Record<string, number> }
   poolAndCpu: { pool?: { socketsPeak: number; limit?: number }; cpu?: { shed: number; scrapes: number } }
+  callerGaveUp: { completedAfterCallerGaveUp: number; workStarted: number; stillRunning: number }
   shutdown: { killedAt?: number; closeMs?: number; failed: number; requests: number }
 }
 interface Report {
@@ -52,6 +53,7 @@ describe('the incident replay demo (--short)', function () {
         expect(u.clientLeft.completedAfterLeft, 'upstream work completed after the client left').to.be.greaterThan(0)
         expect(u.poolAndCpu.pool!.socketsPeak, 'upstream sockets').to.be.greaterThan(report.frameworks[framework]!.sides.guarded.poolAndCpu.pool!.limit!)
         expect(u.poolAndCpu.cpu!.shed).to.equal(0)
+        expect(u.callerGaveUp.completedAfterCallerGaveUp, 'downstream work completed after the caller gave up').to.be.greaterThan(0)
         expect(u.shutdown.killedAt, 'unguarded shutdown hangs until killed').to.be.a('number')
       })
 
@@ -65,6 +67,9 @@ describe('the incident replay demo (--short)', function () {
         expect(g.clientLeft.lateWorkByKind, 'late work reported by the guard').to.deep.equal({})
         expect(g.poolAndCpu.pool!.socketsPeak, 'upstream sockets').to.be.at.most(g.poolAndCpu.pool!.limit!)
         expect(g.poolAndCpu.cpu!.shed, '/metrics scrapes shed with 503').to.be.greaterThan(0)
+        expect(g.callerGaveUp.workStarted, 'downstream calls made').to.be.greaterThan(0)
+        expect(g.callerGaveUp.completedAfterCallerGaveUp, 'downstream work completed after the caller gave up').to.equal(0)
+        expect(g.callerGaveUp.stillRunning, 'downstream work still running').to.equal(0)
         expect(g.shutdown.killedAt, 'guarded shutdown finished by itself').to.equal(undefined)
         expect(g.shutdown.failed, 'requests failed during shutdown').to.equal(0)
       })

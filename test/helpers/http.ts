@@ -17,6 +17,8 @@ export interface SendOptions {
   id?: string
   json?: unknown
   agent?: Agent
+  /** More request headers (a caller's deadline header). */
+  headers?: Record<string, string>
 }
 
 type RequestFn = typeof httpRequest
@@ -38,8 +40,10 @@ export function send(port: number, options: SendOptions, request: RequestFn = ht
         agent: options.agent ?? false,
         ...extra,
         headers: {
+          ...options.headers,
           ...(options.id === undefined ? {} : { 'x-id': options.id }),
           ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+          ...options.headers,
         },
       },
       (res) => {

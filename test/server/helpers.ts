@@ -1,5 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -141,4 +143,68 @@ export function headerOf(response: string | undefined, name: string): string | u
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** True when `name` is on the PATH (or in /usr/sbin, where Debian puts nginx). */
+export function hasTool(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name} || test -x /usr/sbin/${name}`]).status === 0
+}
+
+/** A port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Resolves once `port` on 127.0.0.1 accepts connections; rejects after `ms`. */
+export async function waitForPort(port: number, ms: number): Promise<void> {
+  const deadline = performance.now() + ms
+  while (performance.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1')
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (ok) return
+    await sleep(50)
+  }
+  throw new Error(`port ${port} not open within ${ms} ms`)
+}
+
+/**
+ * A throwaway nginx for one test: a temporary prefix with the temp folders nginx wants, `conf(prefix)`
+ * as its configuration, started by `start()`, stopped (QUIT, then KILL after 3 s) and removed by `stop()`.
+ */
+export class ThrowawayNginx {
+  readonly prefix = mkdtempSync(join(tmpdir(), 'lg-nginx-'))
+  #process: ChildProcess | undefined
+
+  constructor(conf: (prefix: string) => string) {
+    for (const dir of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(this.prefix, dir))
+    writeFileSync(join(this.prefix, 'nginx.conf'), conf(this.prefix))
+  }
+
+  start(): void {
+    this.#process = spawn('nginx', ['-p', this.prefix, '-c', join(this.prefix, 'nginx.conf')], { stdio: 'ignore' })
+  }
+
+  async stop(): Promise<void> {
+    const nginx = this.#process
+    if (nginx !== undefined) {
+      const exited = new Promise((resolve) => nginx.once('exit', resolve))
+      if (nginx.exitCode === null) nginx.kill('SIGQUIT')
+      await Promise.race([exited, sleep(3_000)])
+      if (nginx.exitCode === null) nginx.kill('SIGKILL')
+    }
+    rmSync(this.prefix, { recursive: true, force: true })
+  }
 }

@@ -1,12 +1,9 @@
 import { expect } from 'chai'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ChildApp, fixtures, sleep } from './helpers.js'
+import { ChildApp, ThrowawayNginx, fixtures, freePort, hasTool, sleep, waitForPort } from './helpers.js'
 
 // Rolling restart behind a real load balancer: nginx (examples/nginx/nginx.conf, upstream keep-alive)
 // in front of two instances, under steady POST load (autocannon, a JSON body with a unique order id
@@ -36,37 +33,8 @@ const autocannon = require('autocannon') as Autocannon
 const ORDERS = 2_500
 const WORK_MS = '40'
 
-function hasTool(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name} || test -x /usr/sbin/${name}`]).status === 0
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
-async function waitForPort(port: number, ms: number): Promise<void> {
-  const deadline = performance.now() + ms
-  while (performance.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1')
-      socket.once('connect', () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.once('error', () => resolve(false))
-    })
-    if (ok) return
-    await sleep(50)
-  }
-  throw new Error(`port ${port} not open within ${ms} ms`)
-}
 
 interface RunResult {
   result: AutocannonResult
@@ -97,8 +65,7 @@ function nginxErrors(file: string): Record<string, number> {
 
 describe('nginx in front of two instances, rolling SIGTERM restarts under POST load', function () {
   this.timeout(60_000)
-  let nginx: ChildProcess | undefined
-  let prefix: string | undefined
+  let nginx: ThrowawayNginx | undefined
   const instances: ChildApp[] = []
   let stopLoad: (() => void) | undefined
 
@@ -117,28 +84,20 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
       app.kill('SIGKILL')
       await app.exited
     }
-    if (nginx !== undefined) {
-      const exited = new Promise((resolve) => nginx!.once('exit', resolve))
-      if (nginx.exitCode === null) nginx.kill('SIGQUIT')
-      await Promise.race([exited, sleep(3_000)])
-      if (nginx.exitCode === null) nginx.kill('SIGKILL')
-      nginx = undefined
-    }
-    if (prefix !== undefined) rmSync(prefix, { recursive: true, force: true })
-    prefix = undefined
+    await nginx?.stop()
+    nginx = undefined
   })
 
   /** Starts nginx and two instances of `script`, runs the load and restarts both instances in turn. */
   async function rollingRestart(script: string, guarded: boolean): Promise<RunResult> {
     const [port, portA, portB] = [await freePort(), await freePort(), await freePort()]
-    prefix = mkdtempSync(join(tmpdir(), 'lg-nginx-'))
-    for (const dir of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(prefix, dir))
-    const conf = readFileSync(join(example, 'nginx.conf'), 'utf8')
-      .replaceAll('{{prefix}}', prefix)
-      .replaceAll('{{port}}', String(port))
-      .replaceAll('{{portA}}', String(portA))
-      .replaceAll('{{portB}}', String(portB))
-    writeFileSync(join(prefix, 'nginx.conf'), conf)
+    const proxy = (nginx = new ThrowawayNginx((prefix) =>
+      readFileSync(join(example, 'nginx.conf'), 'utf8')
+        .replaceAll('{{prefix}}', prefix)
+        .replaceAll('{{port}}', String(port))
+        .replaceAll('{{portA}}', String(portA))
+        .replaceAll('{{portB}}', String(portB)),
+    ))
 
     const all: ChildApp[] = []
     const startInstance = (appPort: number): ChildApp => {
@@ -151,7 +110,7 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
     const b = startInstance(portB)
     await a.waitFor('listening')
     await b.waitFor('listening')
-    nginx = spawn('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')], { stdio: 'ignore' })
+    proxy.start()
     await waitForPort(port, 5_000)
 
     let next = 0
@@ -204,7 +163,7 @@ describe('nginx in front of two instances, rolling SIGTERM restarts under POST l
     const restartsDoneAt = performance.now()
     const result = await load
     const orders = all.flatMap((app) => app.events.filter((e) => e.event === 'order')) as unknown as RunResult['orders']
-    return { result, orders, summaries, exits, restartsDoneAt, loadDoneAt, nginxErrors: nginxErrors(join(prefix, 'error.log')) }
+    return { result, orders, summaries, exits, restartsDoneAt, loadDoneAt, nginxErrors: nginxErrors(join(proxy.prefix, 'error.log')) }
   }
 
   function report(label: string, run: RunResult): void {

@@ -23,6 +23,9 @@ export function build({ guarded, services, guardOptions }) {
   app.get('/metrics', async (req, res) => {
     res.type('text/plain').send(await services.metrics(req.scope))
   })
+  app.get('/chain', async (req, res) => {
+    res.json(await services.chain(req.query.id, req.scope, Number(req.query.ms)))
+  })
   app.get('/export', async (req, res) => {
     res.json(await services.longExport(req.query.id, req.scope, Number(req.query.ms)))
   })

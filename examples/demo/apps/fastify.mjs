@@ -14,6 +14,7 @@ export async function build({ guarded, services, guardOptions, shutdownOptions }
     reply.type('text/plain')
     return services.metrics(request.scope)
   })
+  app.get('/chain', async (request) => services.chain(request.query.id, request.scope, Number(request.query.ms)))
   app.get('/export', async (request) => services.longExport(request.query.id, request.scope, Number(request.query.ms)))
   await app.ready()
 

@@ -28,6 +28,9 @@ export function build({ guarded, services, guardOptions }) {
     ctx.type = 'text/plain'
     ctx.body = await services.metrics(ctx.scope)
   })
+  router.get('/chain', async (ctx) => {
+    ctx.body = await services.chain(ctx.query.id, ctx.scope, Number(ctx.query.ms))
+  })
   router.get('/export', async (ctx) => {
     ctx.body = await services.longExport(ctx.query.id, ctx.scope, Number(ctx.query.ms))
   })

@@ -7,7 +7,7 @@ import { renderMetrics } from './cpu.mjs'
 
 const workerFile = new URL('./cpu-worker.mjs', import.meta.url)
 
-export function createServices({ guarded, upstream, profile }) {
+export function createServices({ guarded, upstream, callee, profile }) {
   const url = (kind, id, ms) => `${upstream}/work?kind=${kind}&id=${encodeURIComponent(id ?? '')}&ms=${ms}`
   const { queryMs } = profile.clientLeft
   const { upstreamMs } = profile.pool
@@ -35,6 +35,11 @@ export function createServices({ guarded, upstream, profile }) {
         const res = await fetch(url('export', id, ms))
         await res.arrayBuffer()
         return { id, exported: true }
+      },
+      async chain(id, _scope, ms) {
+        // Incident 4: the caller's deadline header is ignored and nothing is passed on downstream.
+        const res = await fetch(`${callee}/work?id=${encodeURIComponent(id)}&ms=${ms}`)
+        return { id, downstream: res.status }
       },
       attach() {},
       async close() {},
@@ -77,6 +82,13 @@ export function createServices({ guarded, upstream, profile }) {
       const res = await get(url('export', id, ms), scope.signal)
       await res.arrayBuffer()
       return { id, exported: true }
+    },
+    async chain(id, scope, ms) {
+      // The guard took the caller's Connect-Timeout-Ms as this request's deadline; the client sends what
+      // is left of it downstream, so the callee stops with the caller even through a hop that does not cancel.
+      const res = await get(`${callee}/work?id=${encodeURIComponent(id)}&ms=${ms}`, scope.signal)
+      await res.arrayBuffer()
+      return { id, downstream: res.status }
     },
     async close() {
       await Promise.all([client?.close(), pool?.close()])

@@ -5,10 +5,10 @@ import { core, pieces } from './pieces.mjs'
 import { createServices } from '../apps/services.mjs'
 
 const [framework, side, json] = process.argv.slice(2)
-const { upstream, profile } = JSON.parse(json)
+const { upstream, callee, profile } = JSON.parse(json)
 const guarded = side === 'guarded'
 
-const services = createServices({ guarded, upstream, profile })
+const services = createServices({ guarded, upstream, callee: callee[side], profile })
 const { build } = await import(`../apps/${framework}.mjs`)
 const guardOptions = process.env.LEAK_GUARD_DEMO_DEBUG ? { ...profile.guard, captureStacks: true } : profile.guard
 // Fastify's plugin creates the graceful shutdown itself from these options; the others get createShutdown below.

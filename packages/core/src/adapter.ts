@@ -7,16 +7,26 @@
  * `guard.enter(scope, fn)` runs the framework's chain inside it, `bindRequestEvents(req, scope)` keeps
  * body-stream callbacks in it, the `ScopeHost` answers aborts through the framework, the response's
  * `'close'` ends it. Integrations read the current scope (`currentScope()`) and attach their work with
- * `trackWork()`; their resources register with `guard.register()` so shutdown closes them.
+ * `trackWork()`; their resources register with `guard.register()` so shutdown closes them. When the
+ * work fails because the scope aborted, `withCause(scope.reason, err)` rejects with the request's reason
+ * carrying the work's own error; when the integration learns of the deadline before the guard's timer
+ * ran (PostgreSQL's `statement_timeout`), `expireDeadline(scope)` runs it now.
  */
 export { bindRequestEvents, currentScope } from './scope/context.js'
 export type { Guard, Closeable, WorkKind, LeakEvent } from './scope/guard.js'
 export type { RequestScope, ScopeHost, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse, ScopedWork } from './scope/request-scope.js'
-export { trackWork } from './scope/track.js'
+export { trackWork, expireDeadline } from './scope/track.js'
+export { withCause } from './errors.js'
+export { isOwnAbort, isUnanswerableAbort } from './scope/late-error.js'
+export { warnWiring, checkSecondGuard } from './scope/wiring.js'
+export type { WiringWarningCode } from './scope/wiring.js'
 export type { TrackedKind } from './scope/track.js'
 export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
-export { readinessAnswer } from './server/readiness.js'
+// Deadline headers of Connect, gRPC and Envoy, for integrations that carry a deadline over another protocol.
+export { deadlineHeaderNames, parseGrpcTimeout, parseMillis, formatDeadline, readInboundDeadline, stampDeadline } from './timeout/deadline-header.js'
+export type { DeadlineHeaderSpec, ResolvedInboundDeadline } from './timeout/deadline-header.js'
+export { checkClosingState, readinessAnswer } from './server/readiness.js'
 export type { ClosingState, ReadinessAnswer } from './server/readiness.js'
 export { kExternalClose, kCloseServer } from './server/shutdown.js'
 export { takeSnapshot } from './observe/snapshot.js'

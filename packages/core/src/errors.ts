@@ -18,12 +18,16 @@ export const errorCodes = {
   LG_ERR_REQUEST_ENDED: { status: 500, expose: false },
   LG_ERR_CLIENT_QUEUE_FULL: { status: 503, expose: true },
   LG_ERR_CLIENT_TIMEOUT: { status: 504, expose: true },
+  LG_ERR_CLIENT_HTTP_CLOSED: { status: 503, expose: true },
   LG_ERR_POOL_FULL: { status: 503, expose: true },
   LG_ERR_POOL_QUEUE_TIMEOUT: { status: 503, expose: true },
   LG_ERR_POOL_CLOSED: { status: 503, expose: true },
   LG_ERR_WORKER_ERROR: { status: 500, expose: false },
   LG_ERR_WORKER_EXIT: { status: 500, expose: false },
   LG_ERR_WORKER_RESOURCE_LIMITS: { status: 500, expose: false },
+  LG_ERR_JOB_FAILED: { status: 500, expose: false },
+  LG_ERR_JOB_CANCELLED: { status: 503, expose: true },
+  LG_ERR_QUEUE_UNAVAILABLE: { status: 503, expose: true },
 } as const satisfies Record<string, { status: number; expose: boolean }>
 
 export type ErrorCode = keyof typeof errorCodes
@@ -92,7 +96,7 @@ brand(InvalidOptionError, LeakGuardError)
 
 /** Why a request scope was aborted. */
 export abstract class AbortReasonError extends LeakGuardError {}
-brand(AbortReasonError as unknown as typeof LeakGuardError, LeakGuardError)
+brand(AbortReasonError, LeakGuardError)
 
 /** The request's deadline passed before it was answered. */
 export class TimeoutError extends AbortReasonError {
@@ -133,7 +137,7 @@ export class RequestEndedError extends AbortReasonError {
 }
 brand(RequestEndedError, AbortReasonError)
 
-export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError()) as RequestEndedError
+export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError())
 
 /** A dispatcher or thread pool has no room: its queue is full. Carries `Retry-After`. */
 export class PoolFullError extends LeakGuardError {
@@ -220,6 +224,76 @@ export class ClientTimeoutError extends LeakGuardError {
   }
 }
 brand(ClientTimeoutError, LeakGuardError)
+
+/**
+ * A call was made on an outgoing HTTP client (`createHttpClient`) after its `close()` or `destroy()`
+ * (the guard closes it at shutdown). Not to be confused with `ClientClosedError`, the inbound client
+ * that hung up.
+ */
+export class HttpClientClosedError extends LeakGuardError {
+  constructor() {
+    super('LG_ERR_CLIENT_HTTP_CLOSED', 'The HTTP client is closed')
+  }
+}
+brand(HttpClientClosedError, LeakGuardError)
+
+/**
+ * A copy of an abort reason (`TimeoutError`, `ClientClosedError`, ...) that carries `cause`: what the
+ * work reported when the abort stopped it (e.g. PostgreSQL's `57014` after a cancel). Same class, code,
+ * status and headers as `reason`, which stays untouched (it is shared by the whole request, and
+ * `LG_ERR_REQUEST_ENDED` is one frozen instance). Used by integrations, through `@leak-guard/core/adapter`.
+ */
+export function withCause<E extends LeakGuardError>(reason: E, cause: unknown): E {
+  const copy = Object.create(Object.getPrototypeOf(reason) as object) as E
+  for (const key of Reflect.ownKeys(reason)) {
+    const descriptor = Object.getOwnPropertyDescriptor(reason, key)!
+    Object.defineProperty(copy, key, { ...descriptor, configurable: true, ...('value' in descriptor ? { writable: true } : {}) })
+  }
+  Object.defineProperty(copy, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
+  return copy
+}
+
+/**
+ * A queued job (`@leak-guard/bullmq`) failed on its worker: the processor threw and its attempts ran
+ * out, or it stalled more often than `maxStalledCount`. `failedReason` is BullMQ's text for it.
+ */
+export class JobFailedError extends LeakGuardError {
+  readonly jobId: string
+  readonly failedReason: string
+  constructor(jobId: string, failedReason: string) {
+    super('LG_ERR_JOB_FAILED', `Job ${jobId} failed: ${failedReason}`)
+    this.jobId = jobId
+    this.failedReason = failedReason
+  }
+}
+brand(JobFailedError, LeakGuardError)
+
+/**
+ * A queued job (`@leak-guard/bullmq`) was cancelled from another process: the request that ran it
+ * ended. The worker's processor signal aborts with it; `reason` is the code of why the request ended.
+ */
+export class JobCancelledError extends LeakGuardError {
+  readonly jobId: string
+  /** Code of the producer's reason (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_REQUEST_ENDED`, ...). */
+  readonly reason: string
+  constructor(jobId: string, reason: string) {
+    super('LG_ERR_JOB_CANCELLED', `Job ${jobId} was cancelled by its producer (${reason})`)
+    this.jobId = jobId
+    this.reason = reason
+  }
+}
+brand(JobCancelledError, LeakGuardError)
+
+/**
+ * The job queue's store (Redis) is not reachable: a call made while the connection is down rejects at
+ * once, and calls waiting for a result reject when the connection drops (the job may still run).
+ */
+export class QueueUnavailableError extends LeakGuardError {
+  constructor(cause?: unknown) {
+    super('LG_ERR_QUEUE_UNAVAILABLE', 'The job queue is unavailable (no connection to Redis)', { cause })
+  }
+}
+brand(QueueUnavailableError, LeakGuardError)
 
 /** True for any error created by any copy of leak-guard. */
 export function isLeakGuardError(value: unknown): value is LeakGuardError {

@@ -12,13 +12,17 @@ export {
   WorkerError,
   WorkerExitError,
   WorkerResourceLimitsError,
+  JobFailedError,
+  JobCancelledError,
+  QueueUnavailableError,
   errorCodes,
   isLeakGuardError,
 } from './errors.js'
 export type { ErrorCode, LeakGuardErrorOptions } from './errors.js'
 
 export { Guard, createGuard } from './scope/guard.js'
-export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeable } from './scope/guard.js'
+export type { GuardOptions, ResolvedGuardOptions, GuardStats, LeakEvent, Closeable, InboundDeadlineResult } from './scope/guard.js'
+export type { InboundDeadlineOptions, ResolvedInboundDeadline, OutboundDeadlineHeader, DeadlineHeaderKind } from './timeout/deadline-header.js'
 export { RequestScope } from './scope/request-scope.js'
 export type { ScopeHost, ScopedWork, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse } from './scope/request-scope.js'
 export { currentScope, currentSignal, bindRequestEvents } from './scope/context.js'
@@ -30,7 +34,8 @@ export { Dispatcher, createDispatcher } from './dispatch/dispatcher.js'
 export type { DispatcherOptions, DispatchedWork } from './dispatch/dispatcher.js'
 export { ThreadPool, createThreadPool } from './dispatch/thread-pool.js'
 export type { ThreadPoolOptions, ThreadRunOptions } from './dispatch/thread-pool.js'
-export type { AdmissionOptions, RunOptions, PoolStats } from './dispatch/admission.js'
+export type { AdmissionOptions, RunOptions } from './dispatch/options.js'
+export type { PoolStats } from './dispatch/stats.js'
 
 export { hardenServer, resolveHardenOptions } from './server/harden.js'
 export type { HardenOptions, ResolvedHardenOptions, AnyServer } from './server/harden.js'
@@ -45,7 +50,7 @@ export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snaps
 export { createDebugHandler, dumpOnSignal } from './observe/debug.js'
 export type { DebugHandler, DumpOnSignalOptions } from './observe/debug.js'
 export { createMetrics } from './observe/metrics.js'
-export type { MetricsOptions, GuardMetrics } from './observe/metrics.js'
+export type { MetricsOptions, GuardMetrics, MetricsRegistry, MetricsClient } from './observe/metrics.js'
 export { formatLeak, logLeak } from './observe/leak-log.js'
 export type { LeakLogger } from './observe/leak-log.js'
 

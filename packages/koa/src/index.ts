@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import { ShutdownError, TimeoutError, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { readinessAnswer, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { checkClosingState, checkSecondGuard, isUnanswerableAbort, readinessAnswer, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -20,9 +20,26 @@ declare module 'koa' {
 const kScope = Symbol('leak-guard.koa.scope')
 const kInstalled = Symbol.for('leak-guard.koa.installed.v1')
 
+const kGuard = Symbol('leak-guard.koa.guard')
+
 interface ScopedContext {
   [kScope]?: RequestScope
+  [kGuard]?: Guard
   [kInstalled]?: true
+}
+
+const afterRoutes =
+  'leakGuard() runs after the routes (or not before them): `ctx.signal` and `ctx.scope` are undefined there and those requests have no deadline. Mount it first: app.use(leakGuard()) before the router.'
+
+/** A router's middleware (@koa/router's `routes()` carries `.router`) comes before `middleware` in the app. */
+function routesBefore(ctx: AnyContext, middleware: unknown): boolean {
+  const stack = (ctx.app as { middleware?: unknown[] }).middleware
+  if (!Array.isArray(stack)) return false
+  for (const fn of stack as Array<{ router?: unknown }>) {
+    if (fn === middleware) return false
+    if (fn.router !== undefined) return true
+  }
+  return false
 }
 
 type AnyContext = ParameterizedContext
@@ -34,7 +51,10 @@ function install(proto: object, guard: Guard): void {
     signal: {
       configurable: true,
       get(this: ScopedContext) {
-        return this[kScope]?.signal
+        const scope = this[kScope]
+        // Read by a middleware the guard did not run before: it is mounted after the routes.
+        if (scope === undefined) warnWiring(proto, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+        return scope?.signal
       },
     },
     scope: {
@@ -101,10 +121,18 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const body = guard.customTimeoutBody
   const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
     const scoped = ctx as unknown as ScopedContext
-    if (scoped[kScope] !== undefined) return next()
-    if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(ctx) as object, guard)
+    if (scoped[kScope] !== undefined) {
+      // A second leakGuard() on the same request: the first one's options apply.
+      checkSecondGuard(Object.getPrototypeOf(ctx) as object, scoped[kGuard], guard)
+      return next()
+    }
+    if (scoped[kInstalled] !== true) {
+      install(Object.getPrototypeOf(ctx) as object, guard)
+      if (routesBefore(ctx, middleware)) warnWiring(Object.getPrototypeOf(ctx) as object, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+    }
     const scope = guard.begin(ctx.req, ctx.res, ctx, host)
     scoped[kScope] = scope
+    scoped[kGuard] = guard
     try {
       await (context ? guard.enter(scope, () => scope.race(next())) : scope.race(next()))
     } catch (error) {
@@ -113,6 +141,14 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
         if (error.headers !== undefined) ctx.set(error.headers)
         ctx.type = body.type
         ctx.body = body.payload
+        return
+      }
+      // The handler's work rejected with the scope's own abort after its client left (or after
+      // leak-guard answered): nobody can be answered, and Koa's onerror would print the AbortError's
+      // stack for every disconnect. Count it as late work if it settled late; Koa's respond() then
+      // finds the response unwritable and does nothing.
+      if (isUnanswerableAbort(scope, ctx.res, error)) {
+        scope.reportLateSettle()
         return
       }
       throw error
@@ -147,6 +183,7 @@ export function withTimeout(ms: number | false): Middleware {
  * app.use(readiness(mw.guard, '/readyz'))
  */
 export function readiness(state: ClosingState, path?: string): Middleware {
+  checkClosingState(state)
   return function leakGuardReadiness(ctx: AnyContext, next: Next) {
     if (path !== undefined && ctx.path !== path) return next()
     const answer = readinessAnswer(state)

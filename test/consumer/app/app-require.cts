@@ -4,6 +4,10 @@ import core = require('@leak-guard/core')
 import expressAdapter = require('@leak-guard/express')
 import koaAdapter = require('@leak-guard/koa')
 import fastifyAdapter = require('@leak-guard/fastify')
+import pg = require('pg')
+import pgAdapter = require('@leak-guard/pg')
+import bullmq = require('bullmq')
+import bullmqAdapter = require('@leak-guard/bullmq')
 
 const app = express()
 app.use(expressAdapter.leakGuard({ timeout: 5_000 }))
@@ -13,3 +17,7 @@ app.get('/', (req, res) => {
 })
 export const koaMiddleware = koaAdapter.leakGuard()
 export const plugin = fastifyAdapter.default
+export const pool: pg.Pool = pgAdapter.guardPool(new pg.Pool(), { statementTimeout: false })
+export function reports(queue: bullmq.Queue): bullmqAdapter.QueueDispatcher {
+  return bullmqAdapter.createQueueDispatcher({ queue, maxWaiting: 500 })
+}

@@ -7,6 +7,10 @@ import { currentSignal, type RequestScope } from '@leak-guard/core'
 import { leakGuard as expressGuard, withTimeout, leakGuardErrorHandler, type LeakGuardMiddleware } from '@leak-guard/express'
 import { leakGuard as koaGuard } from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
+import pg from 'pg'
+import { guardPool, type GuardPoolOptions } from '@leak-guard/pg'
+import type { Queue } from 'bullmq'
+import { createQueueDispatcher, createQueueWorker, type QueueDispatcher, type QueueWorker } from '@leak-guard/bullmq'
 
 declare function query(sql: string, options: { signal: AbortSignal }): Promise<unknown>
 
@@ -20,6 +24,22 @@ app.get('/users', withTimeout(10_000), async (req, res) => {
 })
 app.use(leakGuardErrorHandler())
 const inFlight: number = mw.guard.stats().inFlight
+const pgOptions: GuardPoolOptions = { statementTimeout: 'deadline', cancel: true, guard: mw.guard }
+export const pool: pg.Pool = guardPool(new pg.Pool(), pgOptions)
+export function reports(queue: Queue): QueueDispatcher {
+  const dispatcher = createQueueDispatcher({ queue, guard: mw.guard, maxWaiting: 500 })
+  app.get('/report/:id', async (req, res) => {
+    res.json(await dispatcher.run<{ rows: unknown }>('build', { id: req.params.id }, { attempts: 2 }))
+  })
+  return dispatcher
+}
+export function worker(): QueueWorker {
+  return createQueueWorker<{ id: string }, { rows: unknown }>(
+    'reports',
+    async (job, signal) => ({ rows: await query(job.data.id, { signal }) }),
+    { connection: { host: '127.0.0.1', port: 6379, maxRetriesPerRequest: null }, concurrency: 4, guard: mw.guard },
+  )
+}
 
 const koa = new Koa()
 koa.use(koaGuard({ timeout: 5_000 }))

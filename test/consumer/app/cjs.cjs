@@ -5,10 +5,13 @@ const { createServer } = require('node:http')
 const express = require('express')
 const Koa = require('koa')
 const Fastify = require('fastify')
-const { createGuard, currentSignal, LeakGuardError } = require('@leak-guard/core')
+const { createGuard, currentSignal, JobFailedError: CoreJobFailedError, LeakGuardError } = require('@leak-guard/core')
 const { leakGuard: expressGuard } = require('@leak-guard/express')
 const { leakGuard: koaGuard } = require('@leak-guard/koa')
 const fastifyGuard = require('@leak-guard/fastify').default
+const pg = require('pg')
+const { guardPool } = require('@leak-guard/pg')
+const { createQueueDispatcher, JobFailedError } = require('@leak-guard/bullmq')
 
 async function main() {
   async function get(server, path) {
@@ -18,6 +21,15 @@ async function main() {
   }
 
   const results = { kind: 'cjs', guard: typeof createGuard().stats === 'function', errorBrand: typeof LeakGuardError === 'function' }
+  const pool = new pg.Pool()
+  results.pg = guardPool(pool, { guard: createGuard() }) === pool
+  // No Redis here: the module loads with its bullmq peer, shares core's error classes, and checks options.
+  results.bullmq = { sameErrors: JobFailedError === CoreJobFailedError }
+  try {
+    createQueueDispatcher({ queue: {} })
+  } catch (error) {
+    results.bullmq.invalidOption = error.code
+  }
 
   const app = express()
   app.use(expressGuard({ timeout: 1000 }))

@@ -4,10 +4,13 @@ import { createServer } from 'node:http'
 import express from 'express'
 import Koa from 'koa'
 import Fastify from 'fastify'
-import { createGuard, currentSignal, LeakGuardError } from '@leak-guard/core'
+import { createGuard, currentSignal, JobFailedError as CoreJobFailedError, LeakGuardError } from '@leak-guard/core'
 import { leakGuard as expressGuard } from '@leak-guard/express'
 import { leakGuard as koaGuard } from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
+import pg from 'pg'
+import { guardPool } from '@leak-guard/pg'
+import { createQueueDispatcher, JobFailedError } from '@leak-guard/bullmq'
 
 async function get(server, path) {
   const { port } = server.address()
@@ -16,6 +19,15 @@ async function get(server, path) {
 }
 
 const results = { kind: 'esm', guard: typeof createGuard().stats === 'function', errorBrand: typeof LeakGuardError === 'function' }
+const pool = new pg.Pool()
+results.pg = guardPool(pool, { guard: createGuard() }) === pool
+// No Redis here: the module loads with its bullmq peer, shares core's error classes, and checks options.
+results.bullmq = { sameErrors: JobFailedError === CoreJobFailedError }
+try {
+  createQueueDispatcher({ queue: {} })
+} catch (error) {
+  results.bullmq.invalidOption = error.code
+}
 
 const app = express()
 app.use(expressGuard({ timeout: 1000 }))

@@ -1,7 +1,10 @@
 import { AsyncResource } from 'node:async_hooks'
 import { Agent, Client, Dispatcher, Pool, errors } from 'undici'
-import { ClientQueueFullError } from '../errors.js'
+import { ClientQueueFullError, HttpClientClosedError, TimeoutError } from '../errors.js'
 import { storage } from '../scope/context.js'
+import { kAnswer } from '../scope/internal.js'
+import type { RequestScope } from '../scope/request-scope.js'
+import { stampDeadline, type DeadlineHeaderSpec } from '../timeout/deadline-header.js'
 import type { ResolvedHttpClientOptions } from './options.js'
 
 /**
@@ -99,6 +102,9 @@ export class OriginState {
 export interface DispatchOwner {
   attach(handler: Tracked): void
   detach(handler: Tracked): void
+  /** The request scope whose remaining time the call carries upstream, and in which header. */
+  readonly deadlineScope: RequestScope | undefined
+  readonly deadlineHeader: DeadlineHeaderSpec | false
 }
 
 export interface Tracked {
@@ -165,6 +171,9 @@ export abstract class TrackedBase implements Tracked {
    * this dispatch of a `client.fetch()`/`client.request()` (fresh objects), or a copy of the caller's.
    */
   readonly opts: Dispatcher.DispatchOptions
+  /** The scope whose remaining time is put on the request when it is handed to undici, and the header. */
+  deadlineScope: RequestScope | undefined = undefined
+  deadlineHeader: DeadlineHeaderSpec | false = false
   protected early: unknown = undefined
   protected hasEarly = false
   #counted = false
@@ -349,6 +358,16 @@ function fail(handler: LegacyHandler & ModernHandler, error: unknown): false {
 }
 
 /**
+ * A call whose request has less than a millisecond left is not sent: the request's deadline is due, so
+ * it expires now (503 and `TimeoutError`, which also aborts this call through the scope's listener);
+ * the call is failed with that reason if nothing else answered it.
+ */
+function expireUnsent(tracked: TrackedBase, scope: RequestScope): void {
+  scope[kAnswer](undefined)
+  if (!tracked.done) tracked.failUnsent(scope.reason ?? new TimeoutError(scope.timeout === false ? 0 : scope.timeout))
+}
+
+/**
  * The call being handed to undici right now (set around `agent.dispatch()`), so `ContextClient` can tell
  * whether undici created its request synchronously or kept it in the pool's own queue.
  */
@@ -419,9 +438,11 @@ export class BoundedDispatcher extends Dispatcher {
   #queuesEmpty: (() => void) | undefined = undefined
   #send = (tracked: TrackedBase): void => this.#handOver(tracked)
   #onEmpty = (): void => this.#checkQueuesEmpty()
+  #deadlineHeader: DeadlineHeaderSpec | false
 
   constructor(options: ResolvedHttpClientOptions) {
     super()
+    this.#deadlineHeader = options.deadlineHeader
     this.#connections = options.connections
     this.#maxQueue = options.maxQueue
     this.#limit = options.maxQueue === false ? Infinity : options.connections + options.maxQueue
@@ -461,6 +482,14 @@ export class BoundedDispatcher extends Dispatcher {
   #handOver(tracked: TrackedBase): void {
     tracked.sent = true
     const opts = tracked.opts
+    // The remaining time is measured here, when the call gets a connection, not when it was queued.
+    const deadlineScope = tracked.deadlineScope
+    if (deadlineScope !== undefined && !stampDeadline(opts, tracked.deadlineHeader as DeadlineHeaderSpec, deadlineScope.remaining())) {
+      // Not from inside this dispatch: undici's fetch may be dispatching synchronously and cannot be
+      // aborted before its own fetch() call has returned.
+      queueMicrotask(() => expireUnsent(tracked, deadlineScope))
+      return
+    }
     const outer = sending
     sending = opts
     try {
@@ -483,9 +512,8 @@ export class BoundedDispatcher extends Dispatcher {
 
   /** Dispatches on behalf of `owner` (a `client.fetch()`/`client.request()` call), or of the current scope. */
   dispatchOwned(opts: Dispatcher.DispatchOptions, handler: LegacyHandler & ModernHandler, owner: DispatchOwner | undefined): boolean {
-    if (this.#destroyed) return fail(handler, new errors.ClientDestroyedError())
-    if (this.#closing !== undefined) return fail(handler, new errors.ClientClosedError())
-    const origin = originOf(opts as DispatchOptions)
+    if (this.#destroyed || this.#closing !== undefined) return fail(handler, new HttpClientClosedError())
+    const origin = originOf(opts)
     const state = this.#state(origin)
     if (state.inFlight >= this.#limit) {
       state.rejected++
@@ -501,6 +529,12 @@ export class BoundedDispatcher extends Dispatcher {
         ? new TrackedModern(handler, opts, state, owner)
         : new TrackedLegacy(handler, opts, state, owner)
     if (scope !== undefined) tracked.bindScope(scope.onAbort((reason) => tracked.abort(reason)))
+    const deadlineScope = owner === undefined ? scope : owner.deadlineScope
+    const header = owner === undefined ? this.#deadlineHeader : owner.deadlineHeader
+    if (deadlineScope !== undefined && header !== false) {
+      tracked.deadlineScope = deadlineScope
+      tracked.deadlineHeader = header
+    }
     state.admit(tracked)
     return true
   }

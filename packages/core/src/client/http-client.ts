@@ -8,11 +8,12 @@ import {
   type RequestInit,
   type Response,
 } from 'undici'
-import { ClientQueueFullError, ClientTimeoutError } from '../errors.js'
+import { ClientQueueFullError, ClientTimeoutError, HttpClientClosedError } from '../errors.js'
 import { invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
 import { DeadlineList, kDeadline, kList, kNext, kPrev } from '../timeout/deadline-list.js'
+import { resolveDeadlineHeader, type DeadlineHeaderSpec, type OutboundDeadlineHeader } from '../timeout/deadline-header.js'
 import { BoundedDispatcher, type DispatchOwner, type Tracked } from './dispatcher.js'
 import { resolveHttpClientOptions, type HttpClientOptions, type ResolvedHttpClientOptions } from './options.js'
 
@@ -28,6 +29,11 @@ export interface CallOptions {
    * the call from the current scope. By default the scope of the running request (`currentScope()`).
    */
   scope?: RequestScope | false
+  /**
+   * The header carrying the request's remaining time to the upstream for this call; overrides the
+   * client's `deadlineHeader` (`'connect'`, `'grpc'`, `'envoy'`, `{ name }`, or `false` for none).
+   */
+  deadlineHeader?: OutboundDeadlineHeader
 }
 
 export type HttpClientFetchInit = RequestInit & CallOptions
@@ -86,16 +92,23 @@ class Call implements DispatchOwner {
   [kNext]: Call | undefined = undefined
   #disposeScope: (() => void) | undefined = undefined
   #signal: AbortSignal | undefined = undefined
+  /** The scope whose remaining time each dispatch of this call carries, and in which header. */
+  deadlineScope: RequestScope | undefined = undefined
+  deadlineHeader: DeadlineHeaderSpec | false = false
 
   constructor(dispatcher: BoundedDispatcher, withController: boolean) {
     this.#dispatcher = dispatcher
     this.controller = withController ? new AbortController() : undefined
   }
 
-  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined, deadlines: DeadlineList<Call> | undefined): void {
+  start(scope: RequestScope | undefined, timeout: number | false, signal: AbortSignal | undefined, deadlines: DeadlineList<Call> | undefined, header: DeadlineHeaderSpec | false): void {
     let remaining = Infinity
     if (scope !== undefined) {
       remaining = scope.remaining()
+      if (header !== false && remaining !== Infinity) {
+        this.deadlineScope = scope
+        this.deadlineHeader = header
+      }
       this.#disposeScope = scope.onAbort((reason) => this.abort(reason))
     }
     // When the request's deadline comes first, no timer of ours: the scope's own timer aborts the call
@@ -237,8 +250,9 @@ export class HttpClient {
    * its client disconnects, the server shuts down, or the request ends with the body still unread; it
    * then rejects (or its body errors) with the request's reason (`LG_ERR_TIMEOUT`,
    * `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). `init.signal` is honoured too.
-   * A full queue rejects with `LG_ERR_CLIENT_QUEUE_FULL`, the client's own timeout with
-   * `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError` with undici's error as `cause`.
+   * A full queue rejects with `LG_ERR_CLIENT_QUEUE_FULL`, a closed client with `LG_ERR_CLIENT_HTTP_CLOSED`,
+   * the client's own timeout with `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError`
+   * with undici's error as `cause`.
    * Outside a request and without `init.signal`, fetch is given no AbortSignal (it costs undici's fetch
    * about 10 µs per call): a body still being read when the client's timeout fires then errors with
    * fetch's `TypeError('terminated')` whose `cause` is the `LG_ERR_CLIENT_TIMEOUT` error.
@@ -246,18 +260,20 @@ export class HttpClient {
   fetch(input: RequestInfo, init?: HttpClientFetchInit): Promise<Response> {
     let call: Call
     let fetchInit: RequestInit
+    if (this.closed) return Promise.reject(new HttpClientClosedError())
     try {
       const scope = callScope(init?.scope)
       const timeout = callTimeout(init?.timeout, this.#timeout)
       const own = init?.signal
-      const signal = own !== undefined ? own : typeof input === 'object' && input !== null && 'signal' in input ? (input.signal as AbortSignal) : undefined
+      const signal = own !== undefined ? own : typeof input === 'object' && input !== null && 'signal' in input ? input.signal : undefined
       if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
       if (signal?.aborted) return Promise.reject(signal.reason)
+      const header = resolveDeadlineHeader(init?.deadlineHeader, this.options.deadlineHeader)
       // A signal of our own only when something may abort the call with a reason fetch should reject
       // (and error a half-read body) with; the client's timeout alone aborts the dispatch instead.
       const withController = scope !== undefined || (signal !== undefined && signal !== null)
       call = new Call(this.#dispatcher, withController)
-      call.start(scope, timeout, signal ?? undefined, timeout === this.#timeout ? this.#deadlines : undefined)
+      call.start(scope, timeout, signal ?? undefined, timeout === this.#timeout ? this.#deadlines : undefined, header)
       fetchInit = withController
         ? { ...init, signal: call.controller!.signal, dispatcher: call as unknown as Dispatcher }
         : init === undefined
@@ -291,20 +307,22 @@ export class HttpClient {
   request(url: string | URL, options?: HttpClientRequestOptions): Promise<HttpClientResponseData> {
     let call: Call
     let opts: Record<string, unknown>
+    if (this.closed) return Promise.reject(new HttpClientClosedError())
     try {
       const scope = callScope(options?.scope)
       const timeout = callTimeout(options?.timeout, this.#timeout)
       const signal = (options?.signal ?? undefined) as AbortSignal | undefined
       if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
       if (signal?.aborted) return Promise.reject(signal.reason)
+      const header = resolveDeadlineHeader(options?.deadlineHeader, this.options.deadlineHeader)
       call = new Call(this.#dispatcher, false)
-      call.start(scope, timeout, signal, timeout === this.#timeout ? this.#deadlines : undefined)
+      call.start(scope, timeout, signal, timeout === this.#timeout ? this.#deadlines : undefined, header)
       // The call aborts undici's request itself (no AbortSignal needed), so the caller's signal is not passed on.
       if (options === undefined) opts = { dispatcher: call }
       else {
         // Rest, not `{ ...options, signal: undefined, ... }`: overwriting the copied fields made every call
         // that passed options ~6 µs slower on Node 20 (measured; V8 object-shape changes, presumably).
-        const { signal: _signal, timeout: _timeout, scope: _scope, ...rest } = options as Record<string, unknown>
+        const { signal: _signal, timeout: _timeout, scope: _scope, deadlineHeader: _header, ...rest } = options as Record<string, unknown>
         rest.dispatcher = call
         opts = rest
       }
@@ -313,7 +331,7 @@ export class HttpClient {
     }
     let promise: Promise<HttpClientResponseData>
     try {
-      promise = undiciRequest(url, opts as never) as Promise<HttpClientResponseData>
+      promise = undiciRequest(url, opts as never)
     } catch (error) {
       return Promise.reject(call.failed(error))
     }
@@ -333,7 +351,7 @@ export class HttpClient {
    */
   installGlobal(): () => void {
     if (this.#restoreGlobal !== undefined) return this.#restoreGlobal
-    if (this.#closing !== undefined || this.#destroying !== undefined) throw new Error('installGlobal() called on a closed HTTP client')
+    if (this.closed) throw new HttpClientClosedError()
     const previous = getGlobalDispatcher()
     setGlobalDispatcher(this.#dispatcher)
     const restore = (): void => {
@@ -374,7 +392,8 @@ export class HttpClient {
 
   /**
    * Stops taking calls, lets the running and queued ones finish, then closes every connection. Calls
-   * made afterwards fail with undici's `ClientClosedError`. Idempotent; the guard calls it at shutdown.
+   * made afterwards (`fetch`, `request`, `installGlobal`, calls through `dispatcher`) fail with
+   * `HttpClientClosedError` (`LG_ERR_CLIENT_HTTP_CLOSED`). Idempotent; the guard calls it at shutdown.
    */
   close(): Promise<void> {
     if (this.#destroying !== undefined) return this.#destroying
@@ -385,7 +404,10 @@ export class HttpClient {
     return this.#closing
   }
 
-  /** Aborts every running and queued call with `error` and closes every connection at once. Idempotent. */
+  /**
+   * Aborts every running and queued call with `error` (undici's `ClientDestroyedError` by default) and
+   * closes every connection at once; later calls fail like after `close()`. Idempotent.
+   */
   destroy(error?: Error): Promise<void> {
     if (this.#destroying === undefined) {
       this.#release()

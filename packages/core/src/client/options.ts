@@ -1,5 +1,6 @@
-import { checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, integer, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import type { Closeable } from '../scope/guard.js'
+import { connectHeader, resolveDeadlineHeader, type DeadlineHeaderSpec, type OutboundDeadlineHeader } from '../timeout/deadline-header.js'
 
 /** Something that closes registered resources at shutdown: a `Guard`. */
 export interface ClientOwner {
@@ -61,6 +62,17 @@ export interface HttpClientOptions {
    * @default undefined
    */
   guard?: ClientOwner
+  /**
+   * The header that tells the upstream how long the request has left, so the upstream's deadline
+   * expires with ours: `'connect'` (`Connect-Timeout-Ms`), `'grpc'` (`grpc-timeout`), `'envoy'`
+   * (`x-envoy-expected-rq-timeout-ms`), `{ name }` (decimal milliseconds in a header of your own), or
+   * `false` for none. Sent only by calls made inside a request scope that has a deadline, with the time
+   * left when the call is handed to a connection (after any wait in the queue), rounded down; a header
+   * the caller set is left as it is. A call with less than 1 ms left is not sent: it rejects with the
+   * request's `TimeoutError` (`LG_ERR_TIMEOUT`). Override per call with `{ deadlineHeader }`.
+   * @default 'connect'
+   */
+  deadlineHeader?: OutboundDeadlineHeader
 }
 
 export interface ResolvedHttpClientOptions {
@@ -73,6 +85,7 @@ export interface ResolvedHttpClientOptions {
   bodyTimeout: number
   connect: Record<string, unknown> | undefined
   guard: ClientOwner | undefined
+  deadlineHeader: DeadlineHeaderSpec | false
 }
 
 const clientKeys = [
@@ -85,9 +98,9 @@ const clientKeys = [
   'bodyTimeout',
   'connect',
   'guard',
+  'deadlineHeader',
 ] as const
 
-const MAX_TIMER = 2_147_483_647
 
 export function resolveHttpClientOptions(options?: HttpClientOptions): ResolvedHttpClientOptions {
   const o = checkKeys('createHttpClient()', options, clientKeys)
@@ -102,12 +115,13 @@ export function resolveHttpClientOptions(options?: HttpClientOptions): ResolvedH
   return {
     connections: integer('connections', o.connections, 32, 1, 65_535),
     maxQueue: integerOrFalse('maxQueue', o.maxQueue, 256, 0),
-    timeout: integerOrFalse('timeout', o.timeout, 30_000, 1, MAX_TIMER),
-    keepAliveTimeout: integer('keepAliveTimeout', o.keepAliveTimeout, 4_000, 1, MAX_TIMER),
-    connectTimeout: integer('connectTimeout', o.connectTimeout, 10_000, 1, MAX_TIMER),
-    headersTimeout: integer('headersTimeout', o.headersTimeout, 30_000, 1, MAX_TIMER),
-    bodyTimeout: integer('bodyTimeout', o.bodyTimeout, 30_000, 1, MAX_TIMER),
+    timeout: millisecondsOrFalse('timeout', o.timeout, 30_000),
+    keepAliveTimeout: milliseconds('keepAliveTimeout', o.keepAliveTimeout, 4_000),
+    connectTimeout: milliseconds('connectTimeout', o.connectTimeout, 10_000),
+    headersTimeout: milliseconds('headersTimeout', o.headersTimeout, 30_000),
+    bodyTimeout: milliseconds('bodyTimeout', o.bodyTimeout, 30_000),
     connect: connect as Record<string, unknown> | undefined,
     guard: guard as ClientOwner | undefined,
+    deadlineHeader: resolveDeadlineHeader(o.deadlineHeader, connectHeader),
   }
 }

@@ -1,10 +1,28 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { checkKeys, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, invalid, millisecondsOrFalse } from '../options.js'
 import type { Guard } from '../scope/guard.js'
 import type { RequestScope, ScopeOutcome } from '../scope/request-scope.js'
 
 type PromClient = typeof import('prom-client')
+
+/**
+ * What leak-guard needs of a prom-client `Registry`, spelled out so that these declarations do not
+ * import prom-client's: an app without the optional peer installed still type-checks without
+ * `skipLibCheck`. Any prom-client `Registry` (or `AggregatorRegistry`) fits.
+ */
+export interface MetricsRegistry {
+  registerMetric(metric: never): void
+  removeSingleMetric(name: string): void
+}
+
+/** What leak-guard needs of the prom-client module (see `MetricsRegistry`); `import * as client from 'prom-client'` fits. */
+export interface MetricsClient {
+  Counter: abstract new (configuration: never) => unknown
+  Gauge: abstract new (configuration: never) => unknown
+  Histogram: abstract new (configuration: never) => unknown
+  register: MetricsRegistry
+}
 
 export interface MetricsOptions {
   /**
@@ -12,7 +30,7 @@ export interface MetricsOptions {
    * master aggregates with `AggregatorRegistry`.
    * @default prom-client's global `register`
    */
-  register?: Registry
+  register?: MetricsRegistry
   /**
    * Prefix of every metric name.
    * @default 'leakguard_'
@@ -34,7 +52,7 @@ export interface MetricsOptions {
    * call) from where @leak-guard/core is installed; pass yours when that would find another copy.
    * @default await import('prom-client')
    */
-  client?: PromClient
+  client?: MetricsClient
 }
 
 /** The Prometheus metrics of one guard in one registry. */
@@ -48,6 +66,7 @@ export interface GuardMetrics {
 const defaultBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const outcomes: readonly ScopeOutcome[] = ['ok', 'timeout', 'client-closed', 'shutdown']
 const abortReasons = ['timeout', 'client-closed', 'shutdown'] as const
+const inboundResults = ['shortened', 'ignored', 'invalid'] as const
 
 async function loadClient(client: unknown): Promise<PromClient> {
   if (client !== undefined) {
@@ -112,7 +131,8 @@ function resourcesWithStats(guard: Guard): Array<[string, unknown]> {
  *
  * Metrics (with the default prefix): `leakguard_requests_in_flight`, `leakguard_request_duration_seconds`
  * {outcome="ok|timeout|client-closed|shutdown"}, `leakguard_aborts_total`{reason},
- * `leakguard_late_work_total`{kind="spawn|task|request|handler|query|job"}, `leakguard_detached_tasks`,
+ * `leakguard_late_work_total`{kind="spawn|task|request|handler|query|job"},
+ * `leakguard_inbound_deadlines_total`{result="shortened|ignored|invalid"}, `leakguard_detached_tasks`,
  * `leakguard_event_loop_delay_seconds`{stat="min|mean|p50|p90|p99|max"}, and for registered resources
  * with a `stats()` method (dispatchers, thread pools, clients): `leakguard_pool_queued`{resource},
  * `leakguard_pool_running`, `leakguard_pool_wait_seconds_mean`, `leakguard_pool_run_seconds_mean`,
@@ -137,7 +157,7 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
   if (!Array.isArray(buckets) || buckets.length === 0 || buckets.some((b, i) => typeof b !== 'number' || !(b > 0) || !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]))) {
     throw invalid('buckets', 'a non-empty increasing array of positive numbers', buckets)
   }
-  const resolution = integerOrFalse('eventLoopDelay', o.eventLoopDelay, 20)
+  const resolution = millisecondsOrFalse('eventLoopDelay', o.eventLoopDelay, 20)
   if (o.register !== undefined && (o.register === null || typeof (o.register as Registry).registerMetric !== 'function')) {
     throw invalid('register', 'a prom-client Registry', o.register)
   }
@@ -192,6 +212,20 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
         const leaks = guard.stats().leaks
         this.reset()
         for (const kind of Object.keys(leaks) as Array<keyof typeof leaks>) this.inc({ kind }, leaks[kind])
+      },
+    }),
+  )
+
+  metrics.push(
+    new client.Counter<'result'>({
+      name: name('inbound_deadlines_total'),
+      help: 'Requests that came with a deadline header (inboundDeadline), by what it did: shortened the local deadline, ignored (not earlier), invalid (malformed).',
+      labelNames: ['result'],
+      registers: [],
+      collect() {
+        const counts = guard.stats().inboundDeadlines
+        this.reset()
+        for (const result of inboundResults) this.inc({ result }, counts[result])
       },
     }),
   )

@@ -22,6 +22,8 @@ export interface ScopeSnapshot {
   age: number
   /** Milliseconds left before its deadline, `null` when it has none. */
   remaining: number | null
+  /** `inbound` when the caller's deadline header set the deadline in force, else `local`. */
+  deadlineSource: 'local' | 'inbound'
   /** `running`, or `aborted-draining` once aborted (timeout, client gone, shutdown) but not yet closed. */
   state: 'running' | 'aborted-draining'
   /** Code of the abort reason, once aborted. */
@@ -58,6 +60,7 @@ export function takeSnapshot(guard: SnapshotSource, exclude?: RequestScope): Gua
       route: scope.route ?? null,
       age: round(scope.age()),
       remaining: remaining === Infinity ? null : round(remaining),
+      deadlineSource: scope.deadlineSource,
       state: scope.state === 'running' ? 'running' : 'aborted-draining',
       reason: scope.reason?.code ?? null,
       tasks: scope.tasks().map((task) => ({
@@ -95,7 +98,7 @@ export function formatSnapshot(snapshot: GuardSnapshot): string {
   for (const [key, scopes] of sorted) {
     out.push('', `${scopes.length} request(s): ${key}`)
     for (const s of scopes) {
-      const deadline = s.remaining === null ? 'no deadline' : `${Math.round(s.remaining)} ms left`
+      const deadline = s.remaining === null ? 'no deadline' : `${Math.round(s.remaining)} ms left${s.deadlineSource === 'inbound' ? " (caller's deadline)" : ''}`
       out.push(`  request ${s.id} [${Math.round(s.age)} ms, ${deadline}, ${s.tasks.length} task(s)]: ${s.method} ${s.url}`)
       for (const t of s.tasks) {
         out.push(`    ${t.kind}${t.label === null ? '' : ` ${t.label}`} [${Math.round(t.age)} ms]`)

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { ShutdownError, type LeakGuardError } from '../errors.js'
-import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
+import { boolean, checkKeys, httpStatus, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 import type { ShutdownSummary } from '../server/shutdown.js'
@@ -10,6 +10,7 @@ import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
 import { kAnswer, kEnd, kLiveNext, kLivePrev, kScopeOf } from './internal.js'
 import { DeadlineList } from '../timeout/deadline-list.js'
+import { readInboundDeadline, resolveInboundDeadline, type InboundDeadlineOptions, type ResolvedInboundDeadline } from '../timeout/deadline-header.js'
 import {
   onDeadline,
   RequestScope,
@@ -70,6 +71,15 @@ export interface GuardOptions {
    * @default undefined
    */
   logger?: LeakLogger
+  /**
+   * Honour the deadline a caller sends (`Connect-Timeout-Ms`, `grpc-timeout`, optionally Envoy's
+   * `x-envoy-expected-rq-timeout-ms` or a header of your own): the request's deadline becomes the
+   * earlier of the local one and the caller's, minus `margin`. A received deadline only ever shortens
+   * (so accepting it from anyone is safe); one already passed is answered at once as a timeout (503,
+   * `LG_ERR_TIMEOUT`); a malformed one is ignored and counted. `false` reads no header.
+   * @default { headers: ['connect', 'grpc'], margin: 0 }
+   */
+  inboundDeadline?: InboundDeadlineOptions | false
 }
 
 export interface ResolvedGuardOptions {
@@ -81,9 +91,10 @@ export interface ResolvedGuardOptions {
   leakGracePeriod: number
   captureStacks: boolean
   logger: LeakLogger | undefined
+  inboundDeadline: ResolvedInboundDeadline | false
 }
 
-const guardKeys = ['timeout', 'timeoutStatus', 'timeoutBody', 'retryAfter', 'context', 'leakGracePeriod', 'captureStacks', 'logger'] as const
+const guardKeys = ['timeout', 'timeoutStatus', 'timeoutBody', 'retryAfter', 'context', 'leakGracePeriod', 'captureStacks', 'logger', 'inboundDeadline'] as const
 
 export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOptions {
   const o = checkKeys('createGuard()', options, guardKeys)
@@ -103,14 +114,15 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
     throw invalid('logger', 'an object with a `warn` function', logger)
   }
   return {
-    timeout: integerOrFalse('timeout', o.timeout, 30_000),
+    timeout: millisecondsOrFalse('timeout', o.timeout, 30_000),
     timeoutStatus: httpStatus('timeoutStatus', o.timeoutStatus, 503),
     timeoutBody: body as ResolvedGuardOptions['timeoutBody'],
     retryAfter: integerOrFalse('retryAfter', o.retryAfter, 1, 0, 86_400),
     context: boolean('context', o.context, true),
-    leakGracePeriod: integer('leakGracePeriod', o.leakGracePeriod, 1_000),
+    leakGracePeriod: milliseconds('leakGracePeriod', o.leakGracePeriod, 1_000),
     captureStacks: boolean('captureStacks', o.captureStacks, false),
     logger: logger as LeakLogger | undefined,
+    inboundDeadline: resolveInboundDeadline(o.inboundDeadline),
   }
 }
 
@@ -125,8 +137,11 @@ export interface LeakEvent {
    * (`@leak-guard/pg`); `job`: a queued job (`@leak-guard/bullmq`).
    */
   kind: WorkKind
+  /** The request's scope id; `0` for work reported outside any request (`reportUnscopedLeak`). */
   scopeId: number
+  /** The request's method; `'JOB'` for a queue worker's job. */
   method: string
+  /** The request's URL; for a queue worker's job, `<queue>:<name>#<id>`. */
   url: string
   route: string | undefined
   /** Code of the reason the request ended (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). */
@@ -148,7 +163,15 @@ export interface GuardStats {
   leaks: Record<LeakEvent['kind'], number>
   /** `detach()`ed tasks still running. */
   detached: number
+  /**
+   * Requests that came with a deadline header (`inboundDeadline`): `shortened` the local deadline (or
+   * had already passed), `ignored` (no earlier than the local deadline), `invalid` (malformed, ignored).
+   */
+  inboundDeadlines: Record<InboundDeadlineResult, number>
 }
+
+/** What a received deadline header did: see `GuardStats.inboundDeadlines`. */
+export type InboundDeadlineResult = 'shortened' | 'ignored' | 'invalid'
 
 /** Something the guard closes when the server shuts down (dispatchers, pools, clients). */
 export interface Closeable {
@@ -197,6 +220,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
   #ended: Mutable<GuardStats['ended']> = { ok: 0, timeout: 0, 'client-closed': 0, shutdown: 0 }
   #leaks: Mutable<GuardStats['leaks']> = { spawn: 0, task: 0, request: 0, handler: 0, query: 0, job: 0 }
   #detached = new Set<Promise<unknown>>()
+  #inbound: Mutable<GuardStats['inboundDeadlines']> = { shortened: 0, ignored: 0, invalid: 0 }
   #lifetime: AbortController | undefined
   #closeables = new Set<Closeable>()
   #bodyCache: { payload: string; type: string } | undefined
@@ -230,7 +254,20 @@ export class Guard extends EventEmitter implements ScopeOwner {
    * this once per request; `ctx` and `host` let the adapter answer aborts through the framework.
    */
   begin(req: AnyRequest, res: AnyResponse, ctx?: unknown, host?: ScopeHost, timeout?: number | false): RequestScope {
-    const scope = new RequestScope(this, req, res, timeout === undefined ? this.options.timeout : timeout, ctx, host)
+    const local = timeout === undefined ? this.options.timeout : timeout
+    const inboundOptions = this.options.inboundDeadline
+    // Without a deadline header this costs one property read per configured header.
+    const received = inboundOptions === false ? undefined : readInboundDeadline(req.headers, inboundOptions)
+    let inbound = Infinity
+    if (received !== undefined) {
+      if (Number.isNaN(received)) this.#inbound.invalid++
+      else {
+        const ms = received - (inboundOptions as ResolvedInboundDeadline).margin
+        inbound = ms > 0 ? ms : 0
+        this.#inbound[local === false || inbound < local ? 'shortened' : 'ignored']++
+      }
+    }
+    const scope = new RequestScope(this, req, res, local, ctx, host, inbound)
     const newest = this.#newest
     scope[kLivePrev] = newest
     if (newest === undefined) this.#oldest = scope
@@ -240,6 +277,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.#started++
     ;(res as unknown as { [kScopeOf]: RequestScope })[kScopeOf] = scope
     res.on('close', onResponseClose)
+    // The caller's deadline already passed: answered at once, before the handler runs.
+    if (inbound === 0) scope[kAnswer](undefined)
     return scope
   }
 
@@ -272,6 +311,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
       ended: { ...this.#ended },
       leaks: { ...this.#leaks },
       detached: this.#detached.size,
+      inboundDeadlines: { ...this.#inbound },
     }
   }
 
@@ -404,6 +444,18 @@ export class Guard extends EventEmitter implements ScopeOwner {
       lateBy: scope.ended ? Math.round(performance.now() - scope.startTime - scope.age()) : 0,
       stack: stack ?? (this.captureStacks ? captureUserStack(Guard.prototype.reportLeak, Error.stackTraceLimit).stack : undefined),
     }
+    this.emit('leak', event)
+  }
+
+  /**
+   * Reports work that runs outside any request and outlived its cancellation by more than
+   * `leakGracePeriod`: a queue worker's job whose processor kept running after its producer's request
+   * ended (`@leak-guard/bullmq`). The event has `scopeId` 0, `method` `'JOB'` and `url` = `label`.
+   */
+  reportUnscopedLeak(kind: LeakEvent['kind'], work: { label: string; reason: string; lateBy: number; stack?: string | undefined }): void {
+    this.#leaks[kind]++
+    if (this.listenerCount('leak') === 0) return
+    const event: LeakEvent = { kind, scopeId: 0, method: 'JOB', url: work.label, route: undefined, reason: work.reason, lateBy: Math.round(work.lateBy), stack: work.stack }
     this.emit('leak', event)
   }
 

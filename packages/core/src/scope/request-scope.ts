@@ -9,7 +9,7 @@ import {
   TimeoutError,
   requestEnded,
 } from '../errors.js'
-import { invalid } from '../options.js'
+import { invalid, MAX_TIMER } from '../options.js'
 import { answerAbortedResponse } from '../timeout/late-write.js'
 import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
 import { storage } from './context.js'
@@ -39,6 +39,14 @@ export interface ScopeHost {
    * let core destroy the response.
    */
   cut?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
+  /**
+   * The framework handed the raw response to the handler (Fastify's `reply.hijack()`: SSE written by
+   * hand, a WebSocket upgrade). Read only when a deadline or a shutdown hits, so it costs nothing per
+   * request. A hijacked response is out of the deadline, as Fastify's own `handlerTimeout` clears its
+   * timer on hijack; a shutdown still aborts its signal but leaves the response to its owner (the
+   * drain's `force()` closes it at `forceAfter`). A client disconnect ends the scope as usual.
+   */
+  handedOver?(ctx: unknown): boolean
   /** The matched route pattern, read when a dump asks and once when the request ends (Express, Koa). */
   routeOf?(ctx: unknown, res: AnyResponse): string | undefined
 }
@@ -85,6 +93,7 @@ const ENDED = 2
 // Flag bits kept in one small integer so every scope has the same shape.
 const RACE_ANSWERS = 1
 const STREAMING = 2
+const INBOUND = 4
 
 type AbortHandler = (reason: LeakGuardError) => void
 
@@ -132,6 +141,8 @@ export class RequestScope {
   #state: number
   #flags: number
   #timeout: number | false
+  /** The caller's deadline (`inboundDeadline`), in ms from the start; `Infinity` when none came. */
+  #inbound: number
   #timer: NodeJS.Timeout | undefined
   #handlers: AbortHandler[] | undefined
   #tasks: Set<SpawnedTask> | undefined
@@ -145,7 +156,7 @@ export class RequestScope {
   /** @internal */ [kLiveNext]: RequestScope | undefined
 
   /** @internal Created by `Guard#begin`. */
-  constructor(owner: ScopeOwner, req: AnyRequest, res: AnyResponse, timeout: number | false, ctx: unknown, host: ScopeHost | undefined) {
+  constructor(owner: ScopeOwner, req: AnyRequest, res: AnyResponse, timeout: number | false, ctx: unknown, host: ScopeHost | undefined, inbound = Infinity) {
     this.id = nextId++
     this.method = req.method ?? 'GET'
     this.url = req.url ?? '/'
@@ -160,6 +171,7 @@ export class RequestScope {
     this.#state = OPEN
     this.#flags = 0
     this.#timeout = timeout
+    this.#inbound = inbound
     this.#timer = undefined
     this.#handlers = undefined
     this.#tasks = undefined
@@ -171,7 +183,12 @@ export class RequestScope {
     this[kNext] = undefined
     this[kLivePrev] = undefined
     this[kLiveNext] = undefined
-    if (timeout !== false) {
+    if (inbound !== Infinity && (timeout === false || inbound < timeout)) {
+      // The caller's deadline comes first: a timer of its own, as a per-route timeout has.
+      this.#timeout = inbound
+      this.#flags = INBOUND
+      this[kArm](inbound)
+    } else if (timeout !== false) {
       const deadlines = owner.deadlines
       if (deadlines !== undefined && timeout === deadlines.ms) deadlines.add(this, this.startTime)
       else this[kArm](timeout)
@@ -225,9 +242,20 @@ export class RequestScope {
     return this.#state === ENDED
   }
 
-  /** The current timeout in milliseconds from the start of the request, or `false` for none. */
+  /**
+   * The current timeout in milliseconds from the start of the request, or `false` for none: the earliest
+   * of the local one (guard, route) and the caller's (`inboundDeadline`).
+   */
   get timeout(): number | false {
     return this.#timeout
+  }
+
+  /**
+   * Where the deadline in force comes from: `'inbound'` when the caller's deadline header set it (it was
+   * earlier than the local one), else `'local'` (the guard's `timeout` or the route's).
+   */
+  get deadlineSource(): 'local' | 'inbound' {
+    return (this.#flags & INBOUND) !== 0 ? 'inbound' : 'local'
   }
 
   /** The deadline as epoch milliseconds, or `Infinity` when the request has no timeout. */
@@ -250,20 +278,24 @@ export class RequestScope {
   /**
    * Changes this request's timeout, measured from when the guard saw the request, like a per-route
    * override. `false` removes the deadline (streaming routes); a deadline already passed fires at once.
+   * A caller's deadline (`inboundDeadline`) earlier than `ms` stays in force: the earliest one wins.
    */
   setTimeout(ms: number | false): void {
-    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1)) {
-      throw invalid('timeout', 'a positive integer or `false`', ms)
+    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > MAX_TIMER)) {
+      throw invalid('timeout', `an integer from 1 to ${MAX_TIMER} or \`false\``, ms)
     }
     if (this.#state !== OPEN) return
     this.#disarm()
-    this.#timeout = ms
-    if (ms === false) {
-      this.#flags |= STREAMING
-      return
+    const inbound = this.#inbound
+    let timeout: number | false = ms
+    this.#flags &= ~(STREAMING | INBOUND)
+    if (ms === false) this.#flags |= STREAMING
+    if (inbound !== Infinity && (ms === false || inbound < ms)) {
+      timeout = inbound
+      this.#flags |= INBOUND
     }
-    this.#flags &= ~STREAMING
-    this[kArm](ms)
+    this.#timeout = timeout
+    if (timeout !== false) this[kArm](timeout)
   }
 
   /** Throws the abort reason if the scope was aborted. */
@@ -465,6 +497,17 @@ export class RequestScope {
     // Fully written and waiting for its 'close' (on HTTP/2 that waits for the client's end of stream
     // too): answered in time, so not a timeout; the close ends the scope.
     if (error === undefined && this.#res?.writableEnded === true) return
+    if (this.#host?.handedOver?.(this.#ctx) === true) {
+      if (error === undefined) {
+        // The deadline passed on a hijacked response: it no longer has one (like `setTimeout(false)`).
+        this.#disarm()
+        this.#timeout = false
+        this.#flags |= STREAMING
+      } else {
+        this.abort(error)
+      }
+      return
+    }
     const owner = this.#owner
     const reason = error ?? new TimeoutError(this.#timeout as number, owner.timeoutStatus, owner.retryAfterHeaders)
     this.abort(reason)

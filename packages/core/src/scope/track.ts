@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import { kTrack, kUntrack, type RequestScope, type SpawnedTask } from './request-scope.js'
+import { kTrack, kUntrack, onDeadline, type RequestScope, type SpawnedTask } from './request-scope.js'
 
 /** Kinds of work an integration can attach to a request scope. */
 export type TrackedKind = 'query' | 'job'
@@ -38,4 +38,17 @@ export function trackWork(scope: RequestScope, kind: TrackedKind, label: string 
     done = true
     scope[kUntrack](task)
   }
+}
+
+/**
+ * Runs `scope`'s deadline now if it has passed but its timer has not fired yet: an integration can learn
+ * of the deadline first (PostgreSQL's `statement_timeout`, set to the request's remaining time, fires on
+ * the server a moment before the guard's timer runs here). The scope then aborts with its own
+ * `TimeoutError` and the request is answered exactly as by the timer, so the client gets 503, not the
+ * integration's error. Returns true if the scope is aborted afterwards; a deadline still ahead, or none,
+ * changes nothing.
+ */
+export function expireDeadline(scope: RequestScope): boolean {
+  if (!scope.aborted && scope.timeout !== false && scope.remaining() === 0) onDeadline(scope)
+  return scope.aborted
 }
