@@ -6,7 +6,7 @@
 // shared, loaded machine the second is the steadier one: it does not count time the process was not
 // scheduled, and 1e6 / (CPU µs per request) is the throughput a CPU-bound client would reach.
 //
-//   node bench/client/run.mjs [--rounds 7] [--duration 2000] [--concurrency 32] [--no-watcher]
+//   node bench/client/run.mjs [--rounds 7] [--duration 2000] [--concurrency 32] [--no-watcher] [--node 22|24|26]
 //
 // --no-watcher: the request scope's guard is created with `context: false`, which leaves out the
 // outgoing-call watcher (observe/outgoing: every call created inside a live scope joins its tasks).
@@ -19,8 +19,9 @@ import { fileURLToPath } from 'node:url'
 import { Agent, fetch, request } from 'undici'
 import { createGuard } from '@leak-guard/core'
 import { createHttpClient } from '@leak-guard/core/client'
+import { onNodeLine } from '../../scripts/node-lines.mjs'
 
-const args = process.argv.slice(2)
+const args = onNodeLine(import.meta.url)
 const arg = (name, fallback) => {
   const i = args.indexOf(`--${name}`)
   return i === -1 ? fallback : Number(args[i + 1])

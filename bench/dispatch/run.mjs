@@ -5,7 +5,7 @@
 // show the median of the rounds. Ratios are taken within each round (contenders that ran minutes apart
 // on a shared machine are never compared) and their median is reported.
 //
-//   node bench/dispatch/run.mjs [--rounds 5] [--only a|b|c]
+//   node bench/dispatch/run.mjs [--rounds 5] [--only a|b|c] [--node 22|24|26]
 //
 // (a) 200,000 trivial async tasks at concurrency 16: leak-guard dispatcher vs p-limit 7 and p-queue 9,
 //     with and without an AbortSignal of its own per task. Reported as tasks per wall-clock second and
@@ -18,10 +18,11 @@ import { spawnSync } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { argReader, median, timedBatches } from '../lib.mjs'
+import { onNodeLine } from '../../scripts/node-lines.mjs'
 
 const self = fileURLToPath(import.meta.url)
 const worker = new URL('../../test/dispatch/fixtures/worker.mjs', import.meta.url)
-const args = process.argv.slice(2)
+const args = onNodeLine(import.meta.url)
 const arg = argReader(args)
 
 const ASYNC_TASKS = 200_000

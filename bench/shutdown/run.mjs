@@ -2,7 +2,7 @@
 // Shutdown time with N keep-alive requests in flight: leak-guard's createShutdown() vs a plain
 // server.close() vs Fastify's close() (with and without the leak-guard plugin's shutdown).
 //
-//   node bench/shutdown/run.mjs [--n 10,100] [--handler 200] [--keepalive 5000] [--runs 3]
+//   node bench/shutdown/run.mjs [--n 10,100] [--handler 200] [--keepalive 5000] [--runs 3] [--node 22|24|26]
 //
 // Each run: a server whose handler answers after --handler ms, N clients on their own keep-alive
 // sockets each send one request, and once all N are in flight the shutdown starts. Measured: time
@@ -13,8 +13,10 @@ import { parseArgs } from 'node:util'
 import Fastify from 'fastify'
 import { createShutdown, hardenServer } from '@leak-guard/core'
 import { leakGuard as fastifyLeakGuard } from '@leak-guard/fastify'
+import { onNodeLine } from '../../scripts/node-lines.mjs'
 
 const { values } = parseArgs({
+  args: onNodeLine(import.meta.url),
   options: {
     n: { type: 'string', default: '10,100' },
     handler: { type: 'string', default: '200' },

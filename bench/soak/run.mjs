@@ -19,12 +19,13 @@ import os from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
+import { onNodeLine } from '../../scripts/node-lines.mjs'
 
 const allFrameworks = ['express', 'koa', 'fastify']
-const usage = 'node bench/soak/run.mjs [--requests 200000] [--short] [--frameworks express,koa,fastify] [--concurrency 64] [--warmup 6000] [--max-seconds 240] [--cpu-prof DIR] [--json]'
+const usage = 'node bench/soak/run.mjs [--requests 200000] [--short] [--frameworks express,koa,fastify] [--concurrency 64] [--warmup 6000] [--max-seconds 240] [--cpu-prof DIR] [--json] [--node 22|24|26]'
 const opts = { requests: 200_000, frameworks: allFrameworks, concurrency: 64, maxSeconds: 240, warmup: 6_000, samples: 10, disconnectAfter: 5, json: false, profile: undefined }
 try {
-  const argv = process.argv.slice(2)
+  const argv = onNodeLine(import.meta.url)
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const number = (min) => {
