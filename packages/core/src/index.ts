@@ -23,7 +23,7 @@ export { RequestScope } from './scope/request-scope.js'
 export type { ScopeHost, ScopedWork, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse } from './scope/request-scope.js'
 export { currentScope, currentSignal, bindRequestEvents } from './scope/context.js'
 
-export { answerAbortedResponse, neutraliseLateWrites } from './timeout/late-write.js'
+export { writeRaw as answerAbortedResponse, neutraliseLateWrites } from './respond/index.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
 
 export { Dispatcher, createDispatcher } from './dispatch/dispatcher.js'
@@ -37,8 +37,9 @@ export type { HardenOptions, ResolvedHardenOptions, AnyServer } from './server/h
 export { createShutdown, GracefulShutdown, kExternalClose, kCloseServer } from './server/shutdown.js'
 export type { ShutdownOptions, ResolvedShutdownOptions, ShutdownSummary } from './server/shutdown.js'
 export type { IdleConnections } from './server/drain.js'
-export { createReadinessHandler, readinessAnswer } from './server/readiness.js'
-export type { ClosingState, ReadinessAnswer } from './server/readiness.js'
+export { createReadinessHandler } from './server/readiness.js'
+export { readinessAnswer } from './respond/index.js'
+export type { ClosingState, ReadinessAnswer } from './respond/index.js'
 
 export { takeSnapshot, formatSnapshot } from './observe/snapshot.js'
 export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snapshot.js'

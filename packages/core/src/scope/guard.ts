@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import { ShutdownError, type LeakGuardError } from '../errors.js'
+import type { LeakGuardError } from '../errors.js'
 import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
@@ -10,6 +10,7 @@ import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
 import { kAnswer, kEnd, kLiveNext, kLivePrev, kScopeOf } from './internal.js'
 import { DeadlineList } from '../timeout/deadline-list.js'
+import { AbortAnswer, type AnswerBody } from '../respond/index.js'
 import {
   onDeadline,
   RequestScope,
@@ -170,8 +171,6 @@ function onResponseClose(this: AnyResponse): void {
   scope[kEnd](complete)
 }
 
-const httpReason: Record<number, string> = { 503: 'Service Unavailable', 504: 'Gateway Timeout', 500: 'Internal Server Error' }
-
 /**
  * One per app: validates options once, keeps the registry of live request scopes and the counters,
  * and owns the server-lifetime signal that detached work and shutdown use.
@@ -180,6 +179,8 @@ const httpReason: Record<number, string> = { 503: 'Service Unavailable', 504: 'G
  */
 export class Guard extends EventEmitter implements ScopeOwner {
   readonly options: Readonly<ResolvedGuardOptions>
+  /** @internal The answer to aborts that need one, built from the options (see `respond/`). */
+  readonly answer: AbortAnswer
   readonly timeoutStatus: number
   readonly retryAfterHeaders: Record<string, string> | undefined
   readonly captureStacks: boolean
@@ -199,7 +200,6 @@ export class Guard extends EventEmitter implements ScopeOwner {
   #detached = new Set<Promise<unknown>>()
   #lifetime: AbortController | undefined
   #closeables = new Set<Closeable>()
-  #bodyCache: { payload: string; type: string } | undefined
   #lateTimers = new Set<NodeJS.Timeout>()
   #closing = false
   #shutdownHook: (() => Promise<ShutdownSummary>) | undefined
@@ -210,15 +210,12 @@ export class Guard extends EventEmitter implements ScopeOwner {
     super()
     const resolved = resolveGuardOptions(options)
     this.options = Object.freeze(resolved)
+    this.answer = new AbortAnswer(resolved)
     this.timeoutStatus = resolved.timeoutStatus
     this.captureStacks = resolved.captureStacks
     this.leakGracePeriod = resolved.leakGracePeriod
     this.deadlines = resolved.timeout === false ? undefined : new DeadlineList<RequestScope>(resolved.timeout, onDeadline)
-    this.retryAfterHeaders = resolved.retryAfter === false ? undefined : Object.freeze({ 'Retry-After': String(resolved.retryAfter) })
-    if (resolved.timeoutBody !== undefined) {
-      const body = resolved.timeoutBody
-      this.#bodyCache = typeof body === 'string' ? { payload: body, type: 'text/plain; charset=utf-8' } : { payload: JSON.stringify(body), type: 'application/json; charset=utf-8' }
-    }
+    this.retryAfterHeaders = this.answer.headers as Record<string, string> | undefined
     const logger = resolved.logger
     if (logger !== undefined) this.on('leak', (event: LeakEvent) => logLeak(logger, event))
     // Outgoing calls are attributed through AsyncLocalStorage, so only a guard that carries it can watch them.
@@ -349,7 +346,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     if (this.#closing) return
     this.#closing = true
     this.#lifetime ??= new AbortController()
-    this.#lifetime.abort(new ShutdownError(this.retryAfterHeaders))
+    this.#lifetime.abort(this.answer.shutdown())
   }
 
   /** Aborts every live request with `reason` (default: `ShutdownError`) and answers those not yet answered. */
@@ -357,7 +354,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     let count = 0
     for (const scope of this.#liveScopes()) {
       if (scope.state !== 'running') continue
-      scope[kAnswer](reason ?? new ShutdownError(this.retryAfterHeaders))
+      scope[kAnswer](reason ?? this.answer.shutdown())
       count++
     }
     return count
@@ -407,23 +404,12 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.emit('leak', event)
   }
 
-  /** @internal Body of the raw timeout/shutdown answer. */
-  timeoutBody(error: LeakGuardError): { payload: string; type: string } {
-    if (this.#bodyCache !== undefined) return this.#bodyCache
-    return {
-      payload: JSON.stringify({
-        statusCode: error.statusCode,
-        code: error.code,
-        error: httpReason[error.statusCode] ?? 'Error',
-        message: error.message,
-      }),
-      type: 'application/json; charset=utf-8',
-    }
-  }
-
-  /** The body configured with `timeoutBody`, for adapters that answer through the framework. */
-  get customTimeoutBody(): { payload: string; type: string } | undefined {
-    return this.#bodyCache
+  /**
+   * The body configured with `timeoutBody`, for adapters that answer through the framework.
+   * @deprecated Use `abortAnswer(guard).custom` from `@leak-guard/core/adapter`.
+   */
+  get customTimeoutBody(): AnswerBody | undefined {
+    return this.answer.custom
   }
 
   /** @internal `createShutdown({ guard })` attaches its server drain here so `shutdown()` runs it. */

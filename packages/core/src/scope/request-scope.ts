@@ -1,7 +1,6 @@
 import { getEventListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { AnyRequest, AnyResponse } from '../types.js'
 import {
   ClientClosedError,
   LeakGuardError,
@@ -10,15 +9,14 @@ import {
   requestEnded,
 } from '../errors.js'
 import { invalid } from '../options.js'
-import { answerAbortedResponse } from '../timeout/late-write.js'
+import { deliver, needsAnswer, type AbortAnswer } from '../respond/index.js'
 import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 import type { WorkKind } from './guard.js'
 import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
 
-export type AnyRequest = IncomingMessage | Http2ServerRequest
-export type AnyResponse = ServerResponse | Http2ServerResponse
+export type { AnyRequest, AnyResponse }
 
 /** What a request's work is handed: the scope's signal. */
 export type ScopedWork<T> = (signal: AbortSignal) => T | PromiseLike<T>
@@ -45,8 +43,8 @@ export interface ScopeHost {
 
 /** What a scope needs from its guard. Implemented by `Guard`; internal. */
 export interface ScopeOwner {
-  readonly timeoutStatus: number
-  readonly retryAfterHeaders: Record<string, string> | undefined
+  /** What an abort that needs an answer answers (status, `Retry-After`, body). */
+  readonly answer: AbortAnswer
   readonly captureStacks: boolean
   readonly leakGracePeriod: number
   /** Deadlines of the scopes that use the default timeout; `undefined` when it is `false`. */
@@ -55,7 +53,6 @@ export interface ScopeOwner {
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
   reportLeak(scope: RequestScope, kind: WorkKind, stack?: string): void
   detach<T>(fn: ScopedWork<T>): Promise<T>
-  timeoutBody(error: LeakGuardError): { payload: string; type: string }
 }
 
 export interface SpawnedTask {
@@ -83,8 +80,7 @@ const ABORTED = 1
 const ENDED = 2
 
 // Flag bits kept in one small integer so every scope has the same shape.
-const RACE_ANSWERS = 1
-const STREAMING = 2
+const STREAMING = 1
 
 type AbortHandler = (reason: LeakGuardError) => void
 
@@ -96,16 +92,6 @@ export function onDeadline(scope: RequestScope): void {
 }
 
 function markHandled(): void {}
-
-/**
- * Cuts a response whose headers went out. On HTTP/2, `destroy()` without an error resets the stream
- * with NO_ERROR, which clients read as a complete response: reset it with INTERNAL_ERROR instead.
- */
-function cutResponse(res: AnyResponse): void {
-  const stream = (res as { stream?: { close(code: number): void } }).stream
-  if (stream !== undefined) stream.close(0x2 /* NGHTTP2_INTERNAL_ERROR */)
-  else res.destroy()
-}
 
 /**
  * The Node analogue of Go's request context: one per request, created by the guard when it first
@@ -392,16 +378,16 @@ export class RequestScope {
 
   /**
    * Settles with `promise`, or rejects as soon as the scope aborts for a reason that needs an answer
-   * (timeout, shutdown) while the response can still be answered. The framework then answers through
-   * its own error path. A late settle of `promise` is swallowed: it can no longer reach anyone.
-   * The Koa adapter races the rest of the chain with it.
+   * (timeout, shutdown) while the response can still be answered, so the caller can stop waiting. A
+   * late settle of `promise` is swallowed (and reported as late work if it overran the grace period).
+   * The answer itself is leak-guard's either way (the adapter's `ScopeHost`, or the raw answer).
    */
   race<T>(promise: PromiseLike<T>): Promise<T | undefined> {
     return new Promise<T | undefined>((resolve, reject) => {
       let settled = false
       const dispose = this.onAbort((reason) => {
         if (settled) return
-        if (!(reason instanceof TimeoutError || reason instanceof ShutdownError)) {
+        if (!needsAnswer(reason)) {
           // A client that left or a request that ended needs no answer: keep waiting for the work,
           // which sees the aborted signal.
           return
@@ -409,7 +395,6 @@ export class RequestScope {
         settled = true
         const res = this.#res
         if (res !== undefined && !res.headersSent) {
-          this.#flags |= RACE_ANSWERS
           reject(reason)
         } else {
           resolve(undefined)
@@ -465,18 +450,13 @@ export class RequestScope {
     // Fully written and waiting for its 'close' (on HTTP/2 that waits for the client's end of stream
     // too): answered in time, so not a timeout; the close ends the scope.
     if (error === undefined && this.#res?.writableEnded === true) return
-    const owner = this.#owner
-    const reason = error ?? new TimeoutError(this.#timeout as number, owner.timeoutStatus, owner.retryAfterHeaders)
+    const answer = this.#owner.answer
+    const reason = error ?? answer.timeout(this.#timeout as number)
     this.abort(reason)
+    // The scope's listeners ran (a handler may have answered by itself); what is left to send, and how,
+    // is decided in one place.
     const res = this.#res
-    if (res === undefined) return
-    if (res.headersSent) {
-      if (!res.writableEnded && this.#host?.cut?.(this, reason, this.#ctx) !== true) cutResponse(res)
-      return
-    }
-    if ((this.#flags & RACE_ANSWERS) !== 0) return
-    if (this.#host?.answer?.(this, reason, this.#ctx) === true) return
-    answerAbortedResponse(res, reason, owner.timeoutBody(reason))
+    if (res !== undefined) deliver(this, res, reason, this.#host, this.#ctx, answer)
   }
 
   /** @internal The response closed. `complete` is false when the client left before the end. */

@@ -184,7 +184,9 @@ export class GracefulShutdown {
     if (list.length === 0) throw invalid('servers', 'a server or a non-empty array of servers', servers)
     for (const server of list) if (!isServer(server)) throw invalid('server', 'an http, https or http2 server', server)
     this.options = Object.freeze(resolveShutdownOptions(options))
-    this.#drains = list.map((server) => new ServerDrain(server, this.options.idleConnections))
+    // Requests refused during the drain get the first guard's answer (its `retryAfter`, `timeoutBody`).
+    const answer = this.options.guards[0]?.answer
+    this.#drains = list.map((server) => new ServerDrain(server, this.options.idleConnections, answer))
     this.readiness = createReadinessHandler(this)
     for (const guard of this.options.guards) {
       const attach = (guard as { attachShutdown?: (fn: () => Promise<ShutdownSummary>) => () => void }).attachShutdown
