@@ -138,6 +138,70 @@ for (const kit of kits) {
       }
     })
 
+    describe('when abort listeners throw (a signal listener and an onAbort handler)', () => {
+      // Node reports an exception thrown by an EventTarget listener on the next tick, as an uncaught
+      // exception; leak-guard reports a throwing onAbort handler the same way. An app that installed an
+      // 'uncaughtException' handler keeps serving: the scope must still end and be counted.
+      let errors: string[] = []
+      let mochas: NodeJS.UncaughtExceptionListener[] = []
+      const onError = (error: Error): void => {
+        errors.push(error.message)
+      }
+      beforeEach(() => {
+        errors = []
+        mochas = process.listeners('uncaughtException')
+        process.removeAllListeners('uncaughtException')
+        process.on('uncaughtException', onError)
+      })
+      afterEach(() => {
+        process.removeListener('uncaughtException', onError)
+        for (const listener of mochas) process.on('uncaughtException', listener)
+      })
+
+      /** Both throwing listeners were reported, the handler after them ran, the scope is gone and the server serves on. */
+      async function expectIsolated(id: string, outcome: 'ok' | 'timeout' | 'client-closed', reason: string): Promise<void> {
+        await sleep(20)
+        const record = h!.probe.get(id)!
+        expect(record.reason).to.equal(reason)
+        expect(record.ranAfterThrow).to.equal(true)
+        expect(errors).to.have.members([`abort listener of ${id} threw`, `onAbort handler of ${id} threw`])
+        const stats = h!.guard.stats()
+        expect(stats.inFlight).to.equal(0)
+        expect(stats.ended[outcome]).to.equal(1)
+        expect(h!.guard.snapshot().scopes).to.deep.equal([])
+        const next = await send(h!.port, { path: '/ok', id: nextId() })
+        expect(next.status).to.equal(200)
+        expect(h!.guard.stats().inFlight).to.equal(0)
+      }
+
+      it('at the normal end: answers 200, ends the scope and keeps serving', async () => {
+        h = await kit.start({ timeout: 1_000 })
+        const id = nextId()
+        const reply = await send(h.port, { path: '/throwing', id })
+        expect(reply.status).to.equal(200)
+        await expectIsolated(id, 'ok', 'LG_ERR_REQUEST_ENDED')
+      })
+
+      it('at the deadline: answers 503, ends the scope and keeps serving', async () => {
+        h = await kit.start({ timeout: DEADLINE })
+        const id = nextId()
+        const reply = await send(h.port, { path: '/throwing?hang=1', id })
+        expect(reply.status).to.equal(503)
+        expect(reply.headers['retry-after']).to.equal('1')
+        await expectIsolated(id, 'timeout', 'LG_ERR_TIMEOUT')
+      })
+
+      it('when the client disconnects: ends the scope and keeps serving', async () => {
+        h = await kit.start({ timeout: 5_000 })
+        const id = nextId()
+        const socket = await t.hang(h.port, 'GET', '/throwing?hang=1', id)
+        await h.probe.started(id)
+        socket.drop()
+        await h.probe.aborted(id)
+        await expectIsolated(id, 'client-closed', 'LG_ERR_CLIENT_CLOSED')
+      })
+    })
+
     describe('with per-route timeouts', () => {
       beforeEach(async () => {
         h = await kit.start({ timeout: DEADLINE })

@@ -3,6 +3,7 @@ import * as https from 'node:https'
 import { ClientQueueFullError } from '../errors.js'
 import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from '../scope/context.js'
+import { kSubscribe } from '../symbols.js'
 import type { OriginStats } from './http-client.js'
 import type { ClientOwner } from './options.js'
 
@@ -147,7 +148,7 @@ export function createAgent(options?: AgentOptions): BoundedAgent {
           return
         }
         const pool = counters
-        const dispose = scope.onAbort((reason) => {
+        const dispose = scope[kSubscribe]((reason) => {
           if (req.destroyed) return
           pool.aborted++
           req.destroy(reason)

@@ -2,6 +2,7 @@ import { AsyncResource } from 'node:async_hooks'
 import { Agent, Client, Dispatcher, Pool, errors } from 'undici'
 import { ClientQueueFullError } from '../errors.js'
 import { storage } from '../scope/context.js'
+import { kSubscribe } from '../symbols.js'
 import type { ResolvedHttpClientOptions } from './options.js'
 
 /**
@@ -500,7 +501,7 @@ export class BoundedDispatcher extends Dispatcher {
       typeof handler.onRequestStart === 'function'
         ? new TrackedModern(handler, opts, state, owner)
         : new TrackedLegacy(handler, opts, state, owner)
-    if (scope !== undefined) tracked.bindScope(scope.onAbort((reason) => tracked.abort(reason)))
+    if (scope !== undefined) tracked.bindScope(scope[kSubscribe]((reason) => tracked.abort(reason)))
     state.admit(tracked)
     return true
   }

@@ -12,6 +12,7 @@ import { ClientQueueFullError, ClientTimeoutError } from '../errors.js'
 import { invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
+import { kSubscribe } from '../symbols.js'
 import { DeadlineList, kDeadline, kList, kNext, kPrev } from '../timeout/deadline-list.js'
 import { BoundedDispatcher, type DispatchOwner, type Tracked } from './dispatcher.js'
 import { resolveHttpClientOptions, type HttpClientOptions, type ResolvedHttpClientOptions } from './options.js'
@@ -96,7 +97,7 @@ class Call implements DispatchOwner {
     let remaining = Infinity
     if (scope !== undefined) {
       remaining = scope.remaining()
-      this.#disposeScope = scope.onAbort((reason) => this.abort(reason))
+      this.#disposeScope = scope[kSubscribe]((reason) => this.abort(reason))
     }
     // When the request's deadline comes first, no timer of ours: the scope's own timer aborts the call
     // with the request's TimeoutError, which is the reason the caller should see.

@@ -4,6 +4,7 @@ import { PoolClosedError, PoolFullError, PoolQueueTimeoutError } from '../errors
 import { integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
+import { kSubscribe } from '../symbols.js'
 import { captureUserStack, type LazyStack } from '../observe/stack.js'
 import type { Guard } from '../scope/guard.js'
 
@@ -391,7 +392,7 @@ export abstract class Admission {
       group = new Group(scope)
       this.#groups.set(scope, group)
       const g = group
-      group.disposeAbort = scope.onAbort((reason) => {
+      group.disposeAbort = scope[kSubscribe]((reason) => {
         g.disposeAbort = undefined
         this.#scopeAborted(g, reason)
       })

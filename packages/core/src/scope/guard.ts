@@ -160,6 +160,10 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
 function noop(): void {}
 
+function rethrow(error: unknown): never {
+  throw error
+}
+
 /** Why the response closed: a response that never finished means the client left. */
 function onResponseClose(this: AnyResponse): void {
   const holder = this as unknown as { [kScopeOf]?: RequestScope }
@@ -373,8 +377,18 @@ export class Guard extends EventEmitter implements ScopeOwner {
     scope[kLivePrev] = scope[kLiveNext] = undefined
     this.#size--
     this.#ended[outcome]++
+    // Observers (metrics, `onScopeEnd`) come after the registry and the counters, each isolated: one
+    // that throws is reported on the next tick and cannot keep the request in flight.
     const observers = this.#endObservers
-    if (observers !== undefined) for (const fn of observers) fn(scope, outcome)
+    if (observers !== undefined) {
+      for (const fn of observers) {
+        try {
+          fn(scope, outcome)
+        } catch (error) {
+          process.nextTick(rethrow, error)
+        }
+      }
+    }
   }
 
   /** @internal Watches a scope's background tasks past its end and reports those still running as leaks. */

@@ -15,6 +15,7 @@ import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 import type { WorkKind } from './guard.js'
 import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
+import { kSubscribe } from '../symbols.js'
 
 export type { AnyRequest, AnyResponse }
 
@@ -93,6 +94,32 @@ export function onDeadline(scope: RequestScope): void {
 
 function markHandled(): void {}
 
+function rethrow(error: unknown): never {
+  throw error
+}
+
+/**
+ * Calls one abort listener so that its exception cannot skip the rest of the scope's end: it is
+ * reported on the next tick as an uncaught exception, as Node's EventTarget reports a throwing
+ * 'abort' listener of the signal.
+ */
+function callIsolated(fn: AbortHandler, reason: LeakGuardError): void {
+  try {
+    fn(reason)
+  } catch (error) {
+    process.nextTick(rethrow, error)
+  }
+}
+
+function remove(list: AbortHandler[], fn: AbortHandler): void {
+  const index = list.indexOf(fn)
+  if (index !== -1) list.splice(index, 1)
+}
+
+function callAll(list: AbortHandler[] | undefined, reason: LeakGuardError): void {
+  if (list !== undefined) for (const fn of list) callIsolated(fn, reason)
+}
+
 /**
  * The Node analogue of Go's request context: one per request, created by the guard when it first
  * sees the request and ended when the response closes.
@@ -120,6 +147,7 @@ export class RequestScope {
   #timeout: number | false
   #timer: NodeJS.Timeout | undefined
   #handlers: AbortHandler[] | undefined
+  #subscribers: AbortHandler[] | undefined
   #tasks: Set<SpawnedTask> | undefined
   #endTime: number
   #abortTime: number
@@ -148,6 +176,7 @@ export class RequestScope {
     this.#timeout = timeout
     this.#timer = undefined
     this.#handlers = undefined
+    this.#subscribers = undefined
     this.#tasks = undefined
     this.#endTime = 0
     this.#abortTime = 0
@@ -263,23 +292,37 @@ export class RequestScope {
    */
   onAbort(fn: AbortHandler): () => void {
     if (typeof fn !== 'function') throw invalid('onAbort', 'a function', fn)
-    const reason = this.#reason
-    if (reason !== undefined) {
-      let cancelled = false
-      queueMicrotask(() => {
-        if (!cancelled) fn(reason)
-      })
-      return () => {
-        cancelled = true
-      }
-    }
-    const handlers = (this.#handlers ??= [])
-    handlers.push(fn)
+    if (this.#reason !== undefined) return this.#later(fn)
+    const list = (this.#handlers ??= [])
+    list.push(fn)
+    // Once the abort took the list, removing is a no-op (and cannot disturb the fan-out in progress).
     return () => {
-      const list = this.#handlers
-      if (list === undefined) return
-      const index = list.indexOf(fn)
-      if (index !== -1) list.splice(index, 1)
+      if (this.#handlers === list) remove(list, fn)
+    }
+  }
+
+  /**
+   * @internal `onAbort` for leak-guard's own subscribers (pools, the HTTP client, the agent): they run
+   * before the user's listeners, so a user listener can neither skip nor precede their cleanup.
+   */
+  [kSubscribe](fn: AbortHandler): () => void {
+    if (this.#reason !== undefined) return this.#later(fn)
+    const list = (this.#subscribers ??= [])
+    list.push(fn)
+    return () => {
+      if (this.#subscribers === list) remove(list, fn)
+    }
+  }
+
+  /** A listener added after the abort: called on the next microtask, unless removed first. */
+  #later(fn: AbortHandler): () => void {
+    const reason = this.#reason!
+    let cancelled = false
+    queueMicrotask(() => {
+      if (!cancelled) fn(reason)
+    })
+    return () => {
+      cancelled = true
     }
   }
 
@@ -289,16 +332,28 @@ export class RequestScope {
    */
   abort(reason: LeakGuardError): void {
     if (this.#reason !== undefined) return
+    // 1. Bookkeeping: the scope's state is final before anyone hears of the abort.
     this.#reason = reason
     this.#abortTime = performance.now()
     if (this.#state === OPEN) this.#state = ABORTED
     this.#disarm()
-    this.#controller?.abort(reason)
+    this.#notify(reason, true)
+  }
+
+  /**
+   * Tells everyone who listens, in a fixed order, each isolated from the others' exceptions:
+   * 2. leak-guard's own subscribers (pools, the HTTP client, the agent);
+   * 3. the user's listeners: the signal's 'abort' listeners (Node's EventTarget isolates each one and
+   *    reports its exception on the next tick), then the `onAbort` handlers (isolated the same way).
+   * `signal: false` skips dispatching on the signal (see `#endNormally`).
+   */
+  #notify(reason: LeakGuardError, signal: boolean): void {
+    const subscribers = this.#subscribers
     const handlers = this.#handlers
-    if (handlers !== undefined) {
-      this.#handlers = undefined
-      for (const fn of handlers) fn(reason)
-    }
+    this.#subscribers = this.#handlers = undefined
+    callAll(subscribers, reason)
+    if (signal) this.#controller?.abort(reason)
+    callAll(handlers, reason)
   }
 
   /**
@@ -459,27 +514,38 @@ export class RequestScope {
     if (res !== undefined) deliver(this, res, reason, this.#host, this.#ctx, answer)
   }
 
-  /** @internal The response closed. `complete` is false when the client left before the end. */
+  /**
+   * @internal The response closed. `complete` is false when the client left before the end.
+   *
+   * The end is an ordered pipeline: 1. bookkeeping (reason, state, deadline, route, the guard's
+   * registry and outcome counters, late-task watch), so that nothing a listener does can leave the
+   * request in flight; then, if this end is what aborts the scope, 2. leak-guard's subscribers and
+   * 3. the user's listeners (`#notify`), each isolated.
+   */
   [kEnd](complete: boolean): void {
     if (this.#state === ENDED) return
-    if (!complete) this.abort(new ClientClosedError())
-    const reason = this.#reason
-    let outcome: ScopeOutcome = 'ok'
-    if (reason instanceof TimeoutError) outcome = 'timeout'
-    else if (reason instanceof ClientClosedError) outcome = 'client-closed'
-    else if (reason instanceof ShutdownError) outcome = 'shutdown'
     const now = performance.now()
-    if (reason === undefined) this.#endNormally(now)
-    else this.#disarm()
+    let reason = this.#reason
+    const aborting = reason === undefined
+    if (reason === undefined) {
+      reason = this.#reason = complete ? requestEnded : new ClientClosedError()
+      this.#abortTime = now
+    }
+    this.#disarm()
     if (this.#route === undefined && this.#res !== undefined) this.#route = this.#host?.routeOf?.(this.#ctx, this.#res)
     this.#state = ENDED
     this.#endTime = now
     this.#res = undefined
     this.#ctx = undefined
-    this.#handlers = undefined
+    let outcome: ScopeOutcome = 'ok'
+    if (reason instanceof TimeoutError) outcome = 'timeout'
+    else if (reason instanceof ClientClosedError) outcome = 'client-closed'
+    else if (reason instanceof ShutdownError) outcome = 'shutdown'
     this.#owner.scopeEnded(this, outcome)
     const tasks = this.#tasks
     if (tasks !== undefined && tasks.size > 0) this.#owner.trackLateTasks(this, tasks)
+    if (aborting) this.#notify(reason, reason !== requestEnded || this.#endWakesSignal())
+    else this.#subscribers = this.#handlers = undefined
   }
 
   /**
@@ -490,19 +556,9 @@ export class RequestScope {
    * `scope.signal` still sees it aborted (the getter aborts it then), and `scope.aborted`/`reason`
    * say so at once.
    */
-  #endNormally(now: number): void {
-    this.#reason = requestEnded
-    this.#abortTime = now
-    this.#disarm()
+  #endWakesSignal(): boolean {
     const controller = this.#controller
-    if (controller !== undefined && ((this.#tasks?.size ?? 0) > 0 || getEventListeners(controller.signal, 'abort').length > 0)) {
-      controller.abort(requestEnded)
-    }
-    const handlers = this.#handlers
-    if (handlers !== undefined) {
-      this.#handlers = undefined
-      for (const fn of handlers) fn(requestEnded)
-    }
+    return controller !== undefined && ((this.#tasks?.size ?? 0) > 0 || getEventListeners(controller.signal, 'abort').length > 0)
   }
 
   /** Current state, for the live dump. */
