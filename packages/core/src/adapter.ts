@@ -20,7 +20,11 @@ export type { AbortAnswer, AnswerBody, ClosingState, ReadinessAnswer } from './r
 /** @deprecated Renamed `writeRaw` (same signature). */
 export { writeRaw as answerAbortedResponse } from './respond/index.js'
 export { abortAnswer } from './respond/of-guard.js'
-export { kExternalClose, kCloseServer } from './server/shutdown.js'
+export { frameworkCloses } from './server/shutdown.js'
+/** @deprecated Use `frameworkCloses(shutdown, stopAccepting)`: these two keys are what it drives. */
+export { kExternalClose, kCloseServer } from './symbols.js'
 export { takeSnapshot } from './observe/snapshot.js'
-export { logLeak } from './observe/leak-log.js'
+export { formatLeak, logLeak } from './observe/leak-log.js'
+export { resolveHardenOptions } from './server/harden.js'
+export { isGuard } from './brand.js'
 export { invalid, checkKeys, integer, integerOrFalse, boolean } from './options.js'

@@ -18,7 +18,7 @@ import {
   type LeakGuardError,
   type RequestScope,
 } from '@leak-guard/core'
-import { abortAnswer, kCloseServer, kExternalClose, needsAnswer, readinessAnswer, logLeak, validateRouteTimeout, type AnswerBody, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { abortAnswer, frameworkCloses, needsAnswer, readinessAnswer, logLeak, validateRouteTimeout, type AnswerBody, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer } from '@leak-guard/core'
@@ -167,18 +167,17 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
   })
 
   if (shutdown !== undefined) {
-    const drain = shutdown
     // fastify.close() stops routing, runs preClose, then closes the server itself and runs onClose
     // once it closed: the drain starts in preClose and its summary is awaited in onClose.
-    drain[kCloseServer](() => {
+    const closing = frameworkCloses(shutdown, () => {
       void fastify.close()
     })
     fastify.addHook('preClose', function leakGuardPreClose(next) {
-      void drain[kExternalClose]()
+      void closing()
       next()
     })
     fastify.addHook('onClose', async function leakGuardOnClose() {
-      await drain[kExternalClose]()
+      await closing()
     })
   }
 

@@ -5,6 +5,7 @@ import { integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
 import { kSubscribe } from '../symbols.js'
+import { isGuard } from '../brand.js'
 import { captureUserStack, type LazyStack } from '../observe/stack.js'
 import type { Guard } from '../scope/guard.js'
 
@@ -103,7 +104,7 @@ export const admissionKeys = ['maxQueue', 'queueTimeout', 'maxPerRequest', 'clos
 
 export function resolveAdmission(o: Record<string, unknown>, concurrency: number): ResolvedAdmissionOptions {
   const guard = o.guard
-  if (guard !== undefined && (guard === null || typeof guard !== 'object' || typeof (guard as Guard).reportLeak !== 'function' || typeof (guard as Guard).register !== 'function')) {
+  if (guard !== undefined && !isGuard(guard)) {
     throw invalid('guard', 'a leak-guard Guard (`middleware.guard`, `fastify.leakGuard`)', guard)
   }
   const maxQueue = integerOrFalse('maxQueue', o.maxQueue, 1000, 0)

@@ -4,24 +4,27 @@ import type { LeakGuardError } from '../errors.js'
 import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
-import type { ShutdownSummary } from '../server/shutdown.js'
+import type { Closeable, LeakEvent, ShutdownSummary, WorkKind } from '../types.js'
 import { logLeak, type LeakLogger } from '../observe/leak-log.js'
 import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
-import { kAnswer, kEnd, kLiveNext, kLivePrev, kScopeOf } from './internal.js'
+import { kAnswer, kGuardBrand, kLiveNext, kLivePrev, kScopeOf } from '../symbols.js'
 import { DeadlineList } from '../timeout/deadline-list.js'
+import { shutdownGuard } from '../server/shutdown.js'
 import { AbortAnswer, type AnswerBody } from '../respond/index.js'
 import {
   onDeadline,
+  onResponseClose,
   RequestScope,
   type AnyRequest,
   type AnyResponse,
   type ScopeHost,
   type ScopeOutcome,
-  type ScopeOwner,
   type ScopedWork,
   type SpawnedTask,
 } from './request-scope.js'
+
+export type { Closeable, LeakEvent, WorkKind }
 
 export interface GuardOptions {
   /**
@@ -115,28 +118,7 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
   }
 }
 
-/** What kind of work outlived its request. */
-export type WorkKind = 'spawn' | 'task' | 'request' | 'handler' | 'query' | 'job'
 
-/** Work that kept running, or started, after its request ended. */
-export interface LeakEvent {
-  /**
-   * `spawn`: a `scope.spawn()` task; `task`: a dispatcher task; `request`: an outgoing HTTP call;
-   * `handler`: a handler that settled after its request was answered; `query`: a database query
-   * (`@leak-guard/pg`); `job`: a queued job (`@leak-guard/bullmq`).
-   */
-  kind: WorkKind
-  scopeId: number
-  method: string
-  url: string
-  route: string | undefined
-  /** Code of the reason the request ended (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). */
-  reason: string
-  /** Milliseconds between the end of the request and this report. */
-  lateBy: number
-  /** Where the work started, when `captureStacks` is on. */
-  stack: string | undefined
-}
 
 export interface GuardStats {
   /** Requests being handled now. */
@@ -151,10 +133,6 @@ export interface GuardStats {
   detached: number
 }
 
-/** Something the guard closes when the server shuts down (dispatchers, pools, clients). */
-export interface Closeable {
-  close(): Promise<unknown>
-}
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
@@ -164,24 +142,13 @@ function rethrow(error: unknown): never {
   throw error
 }
 
-/** Why the response closed: a response that never finished means the client left. */
-function onResponseClose(this: AnyResponse): void {
-  const holder = this as unknown as { [kScopeOf]?: RequestScope }
-  const scope = holder[kScopeOf]
-  this.removeListener('close', onResponseClose)
-  if (scope === undefined) return
-  // HTTP/2 compat responses finish when the stream ends; HTTP/1 when the socket flushed the last byte.
-  const complete = 'stream' in this ? this.writableEnded : this.writableFinished
-  scope[kEnd](complete)
-}
-
 /**
  * One per app: validates options once, keeps the registry of live request scopes and the counters,
  * and owns the server-lifetime signal that detached work and shutdown use.
  *
  * Events: `'leak'` (`LeakEvent`) when work outlives its request.
  */
-export class Guard extends EventEmitter implements ScopeOwner {
+export class Guard extends EventEmitter {
   readonly options: Readonly<ResolvedGuardOptions>
   /** @internal The answer to aborts that need one, built from the options (see `respond/`). */
   readonly answer: AbortAnswer
@@ -439,15 +406,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
    * `fastify.close()`) when one is attached. Without one there are no connections to drain: it marks
    * the guard as closing, aborts live requests with `ShutdownError` and closes registered resources.
    */
-  async shutdown(): Promise<ShutdownSummary> {
-    if (this.#shutdownHook !== undefined) return this.#shutdownHook()
-    const start = performance.now()
-    this.beginShutdown()
-    const aborted = this.abortAll()
-    const resources = this.resources()
-    await Promise.allSettled(resources.map((r) => r.close()))
-    this.dispose()
-    return { drained: 0, aborted, forced: 0, rejected: 0, resources: resources.length, durationMs: Math.round(performance.now() - start) }
+  shutdown(): Promise<ShutdownSummary> {
+    return this.#shutdownHook !== undefined ? this.#shutdownHook() : shutdownGuard(this)
   }
 
   /** Stops the guard's own timers (leak watchers, the idle deadline timer). Called by shutdown; safe to call twice. */
@@ -459,6 +419,9 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.#unwatch = undefined
   }
 }
+
+// The brand isGuard() checks (shutdown, pools, clients, debug, metrics): on the prototype, so it costs nothing per guard.
+Object.defineProperty(Guard.prototype, kGuardBrand, { value: true })
 
 /** Creates the guard of an app. Throws `LG_ERR_INVALID_OPTION` for any invalid option. */
 export function createGuard(options?: GuardOptions): Guard {

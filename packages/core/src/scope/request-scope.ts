@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import type { AnyRequest, AnyResponse } from '../types.js'
+import type { AnyRequest, AnyResponse, ScopedWork, ScopeOutcome, SpawnedTask, WorkKind } from '../types.js'
 import {
   ClientClosedError,
   LeakGuardError,
@@ -10,20 +10,14 @@ import {
 } from '../errors.js'
 import { invalid } from '../options.js'
 import { deliver, needsAnswer, type AbortAnswer } from '../respond/index.js'
-import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
-import { storage } from './context.js'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { captureUserStack } from '../observe/stack.js'
-import type { WorkKind } from './guard.js'
-import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
-import { kSubscribe } from '../symbols.js'
+import type { DeadlineList } from '../timeout/deadline-list.js'
+import { kAnswer, kArm, kDeadline, kEnd, kScopeOf, kList, kLiveNext, kLivePrev, kNext, kOwner, kPrev, kSubscribe, kTrack, kUntrack } from '../symbols.js'
 
-export type { AnyRequest, AnyResponse }
+export type { AnyRequest, AnyResponse, ScopedWork, ScopeOutcome, SpawnedTask }
 
-/** What a request's work is handed: the scope's signal. */
-export type ScopedWork<T> = (signal: AbortSignal) => T | PromiseLike<T>
 
-/** How the request ended, for stats and metrics. */
-export type ScopeOutcome = 'ok' | 'timeout' | 'client-closed' | 'shutdown'
 
 /**
  * What an adapter lends the core: how to answer an abort through the framework when no race is
@@ -56,25 +50,7 @@ export interface ScopeOwner {
   detach<T>(fn: ScopedWork<T>): Promise<T>
 }
 
-export interface SpawnedTask {
-  /** The work's promise (`scope.spawn()`); outgoing calls the guard watches have none. */
-  readonly promise?: Promise<unknown>
-  /** Stack where the task was started, when `captureStacks` is on. */
-  readonly stack: string | undefined
-  readonly startedAt: number
-  /**
-   * `request` for an outgoing HTTP call the guard watches; `spawn` (the default) for `scope.spawn()`;
-   * `query`/`job` for work an integration tracks with `trackWork()` (`@leak-guard/core/adapter`).
-   */
-  readonly kind?: 'spawn' | 'request' | 'query' | 'job'
-  /** What the task is, for the live dump (e.g. `GET http://127.0.0.1:3000/path`). */
-  readonly label?: string
-}
 
-/** @internal Lets the late-work watcher find a scope's guard and attach outgoing calls to it. */
-export const kOwner = Symbol('leak-guard.scope.owner')
-export const kTrack = Symbol('leak-guard.scope.track')
-export const kUntrack = Symbol('leak-guard.scope.untrack')
 
 const OPEN = 0
 const ABORTED = 1
@@ -93,6 +69,21 @@ export function onDeadline(scope: RequestScope): void {
 }
 
 function markHandled(): void {}
+
+/**
+ * @internal The one `'close'` listener the guard puts on a response: whether the response finished
+ * decides between a normal end and a client that left (`[kEnd]`). A response that never finished
+ * means the client left.
+ */
+export function onResponseClose(this: AnyResponse): void {
+  const holder = this as unknown as { [kScopeOf]?: RequestScope }
+  const scope = holder[kScopeOf]
+  this.removeListener('close', onResponseClose)
+  if (scope === undefined) return
+  // HTTP/2 compat responses finish when the stream ends; HTTP/1 when the socket flushed the last byte.
+  const complete = 'stream' in this ? this.writableEnded : this.writableFinished
+  scope[kEnd](complete)
+}
 
 function rethrow(error: unknown): never {
   throw error
@@ -118,6 +109,28 @@ function remove(list: AbortHandler[], fn: AbortHandler): void {
 
 function callAll(list: AbortHandler[] | undefined, reason: LeakGuardError): void {
   if (list !== undefined) for (const fn of list) callIsolated(fn, reason)
+}
+
+/**
+ * The AsyncLocalStorage that carries the current request scope. It lives on `globalThis` under a
+ * `Symbol.for` key so that two copies of @leak-guard/core (an ESM and a CJS one, or two versions in
+ * node_modules) share one store and `currentScope()` from either copy sees the same request.
+ */
+const kStore = Symbol.for('leak-guard.context.v1')
+
+type GlobalWithStore = typeof globalThis & { [kStore]?: AsyncLocalStorage<RequestScope> }
+
+export const storage: AsyncLocalStorage<RequestScope> =
+  ((globalThis as GlobalWithStore)[kStore] ??= new AsyncLocalStorage<RequestScope>())
+
+/** The scope of the request whose code is running now, or `undefined` outside any request. */
+export function currentScope(): RequestScope | undefined {
+  return storage.getStore()
+}
+
+/** The AbortSignal of the request whose code is running now, or `undefined` outside any request. */
+export function currentSignal(): AbortSignal | undefined {
+  return storage.getStore()?.signal
 }
 
 /**

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
-import { kTrack, kUntrack, type RequestScope, type SpawnedTask } from './request-scope.js'
+import type { RequestScope, SpawnedTask } from './request-scope.js'
+import { kTrack, kUntrack } from '../symbols.js'
 
 /** Kinds of work an integration can attach to a request scope. */
 export type TrackedKind = 'query' | 'job'
