@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import { createReadinessHandler, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { bindRequestEvents, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { bindRequestEvents, createScopeSlot, validateRouteTimeout, withGuard, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -18,36 +18,11 @@ declare global {
   }
 }
 
-const kScope = Symbol('leak-guard.express.scope')
-const kInstalled = Symbol.for('leak-guard.express.installed.v1')
-
-interface ScopedRequest {
-  [kScope]?: RequestScope
-  [kInstalled]?: true
-}
-
 /**
  * `req.signal` and `req.scope` are getters on the app's request prototype (Express keeps one per app
- * and sub-apps inherit it), so a request pays for one own property, and the AbortSignal is only
- * created if someone reads it.
+ * and sub-apps inherit it): see `createScopeSlot()`.
  */
-function install(proto: object): void {
-  Object.defineProperties(proto, {
-    [kInstalled]: { value: true, configurable: true },
-    signal: {
-      configurable: true,
-      get(this: ScopedRequest) {
-        return this[kScope]?.signal
-      },
-    },
-    scope: {
-      configurable: true,
-      get(this: ScopedRequest) {
-        return this[kScope]
-      },
-    },
-  })
-}
+const slot = createScopeSlot('express')
 
 interface RoutedRequest {
   baseUrl?: string
@@ -82,22 +57,17 @@ export interface LeakGuardMiddleware extends RequestHandler {
 export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const guard = createGuard(options)
   const context = guard.options.context
-  const middleware = function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const scoped = req as unknown as ScopedRequest
+  return withGuard<RequestHandler>(function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
     // Mounted twice (app and sub-app): the first scope stays the request's scope.
-    if (scoped[kScope] !== undefined) return next()
-    if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(req) as object)
-    const scope = guard.begin(req, res, undefined, host)
-    scoped[kScope] = scope
+    const scope = slot.begin(req, guard, req, res, undefined, host)
+    if (scope === undefined) return next()
     if (context) {
       bindRequestEvents(req, scope)
       guard.enter(scope, next)
     } else {
       next()
     }
-  }
-  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
-  return middleware as LeakGuardMiddleware
+  }, guard)
 }
 
 /**
@@ -111,7 +81,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
 export function withTimeout(ms: number | false): RequestHandler {
   const timeout = validateRouteTimeout(ms)
   return function leakGuardTimeout(req: Request, _res: Response, next: NextFunction): void {
-    ;(req as unknown as ScopedRequest)[kScope]?.setTimeout(timeout)
+    slot.get(req)?.setTimeout(timeout)
     next()
   }
 }
@@ -130,7 +100,7 @@ export function withTimeout(ms: number | false): RequestHandler {
  */
 export function leakGuardErrorHandler(): ErrorRequestHandler {
   return function leakGuardErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
-    const scope = (req as unknown as ScopedRequest)[kScope]
+    const scope = slot.get(req)
     if (scope !== undefined && scope.aborted && (res.headersSent || scope.ended)) {
       scope.reportLateSettle()
       return

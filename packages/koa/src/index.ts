@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import { createGuard, type Guard, type GuardOptions, type LeakGuardError, type RequestScope } from '@leak-guard/core'
-import { abortAnswer, needsAnswer, readinessAnswer, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { abortAnswer, createScopeSlot, needsAnswer, readinessAnswer, validateRouteTimeout, withGuard, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -17,41 +17,19 @@ declare module 'koa' {
   }
 }
 
-const kScope = Symbol('leak-guard.koa.scope')
-const kInstalled = Symbol.for('leak-guard.koa.installed.v1')
+/** `ctx.signal`, `ctx.scope` and `ctx.leakGuard` live on the app's context prototype: see `createScopeSlot()`. */
+const slot = createScopeSlot('koa', (guard) => ({ leakGuard: guard }))
 const kSettle = Symbol('leak-guard.koa.settle')
 
 /** Settles the middleware's wait for the rest of the chain early: with the abort's error, or `undefined`. */
 type Settle = (error: LeakGuardError | undefined) => void
 
 interface ScopedContext {
-  [kScope]?: RequestScope
-  [kInstalled]?: true
   /** Set while the middleware waits for the rest of the chain; the host's answer/cut settles it. */
   [kSettle]?: Settle | undefined
 }
 
 type AnyContext = ParameterizedContext
-
-/** Getters on the app's context prototype: a request pays for one own property. */
-function install(proto: object, guard: Guard): void {
-  Object.defineProperties(proto, {
-    [kInstalled]: { value: true, configurable: true },
-    signal: {
-      configurable: true,
-      get(this: ScopedContext) {
-        return this[kScope]?.signal
-      },
-    },
-    scope: {
-      configurable: true,
-      get(this: ScopedContext) {
-        return this[kScope]
-      },
-    },
-    leakGuard: { value: guard, configurable: true },
-  })
-}
 
 interface DestroyableStream {
   pipe(...args: unknown[]): unknown
@@ -146,12 +124,10 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const guard = createGuard(options)
   const context = guard.options.context
   const body = abortAnswer(guard).custom
-  const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
+  return withGuard<Middleware>(async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
+    const scope = slot.begin(ctx, guard, ctx.req, ctx.res, ctx, host)
+    if (scope === undefined) return next()
     const scoped = ctx as unknown as ScopedContext
-    if (scoped[kScope] !== undefined) return next()
-    if (scoped[kInstalled] !== true) install(Object.getPrototypeOf(ctx) as object, guard)
-    const scope = guard.begin(ctx.req, ctx.res, ctx, host)
-    scoped[kScope] = scope
     try {
       await (context ? guard.enter(scope, () => runChain(scoped, scope, next)) : runChain(scoped, scope, next))
     } catch (error) {
@@ -165,9 +141,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
       }
       throw error
     }
-  }
-  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
-  return middleware as LeakGuardMiddleware
+  }, guard)
 }
 
 /**
@@ -180,7 +154,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
 export function withTimeout(ms: number | false): Middleware {
   const timeout = validateRouteTimeout(ms)
   return function leakGuardTimeout(ctx: AnyContext, next: Next) {
-    ;(ctx as unknown as ScopedContext)[kScope]?.setTimeout(timeout)
+    slot.get(ctx)?.setTimeout(timeout)
     return next()
   }
 }
