@@ -1,32 +1,46 @@
 /**
  * `@leak-guard/core/adapter`: the service-provider interface for framework adapters (Express, Koa,
  * Fastify) and integrations (`@leak-guard/pg`, `@leak-guard/bullmq`). Application code uses the main
- * entry; what is here drives a request scope's lifecycle or attaches work to it.
+ * entry; what is here drives a request scope's lifecycle, answers for it, or attaches work to it.
  *
- * A request's life through the SPI: `guard.begin(req, res, ctx, host, timeout)` starts its scope,
- * `guard.enter(scope, fn)` runs the framework's chain inside it, `bindRequestEvents(req, scope)` keeps
- * body-stream callbacks in it, the `ScopeHost` answers aborts through the framework, the response's
+ * A request's life through the SPI: `guard.begin(req, res, ctx, host, timeout)` starts its scope
+ * (`createScopeSlot()` does it for a framework with a per-request object), `guard.enter(scope, fn)` runs
+ * the framework's chain inside it, `bindRequestEvents(req, scope)` keeps body-stream callbacks in it,
+ * the `ScopeHost` answers aborts through the framework (or core writes `writeRaw()`), the response's
  * `'close'` ends it. Integrations read the current scope (`currentScope()`) and attach their work with
- * `trackWork()`; their resources register with `guard.register()` so shutdown closes them.
+ * `trackWork()`; their resources register with `guard.register()` so shutdown closes them. A framework
+ * that closes its server itself hooks the shutdown with `frameworkCloses()`.
  */
+
+// The scope's lifecycle.
 export { bindRequestEvents, currentScope } from './scope/context.js'
 export type { Guard, Closeable, WorkKind, LeakEvent } from './scope/guard.js'
 export type { RequestScope, ScopeHost, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse, ScopedWork } from './scope/request-scope.js'
+export { createScopeSlot, withGuard } from './adapter-kit.js'
+export type { ScopeSlot } from './adapter-kit.js'
+export { isGuard } from './brand.js'
+export { validateRouteTimeout } from './timeout/route-timeout.js'
+
+// Work attached to a scope.
 export { trackWork } from './scope/track.js'
 export type { TrackedKind } from './scope/track.js'
-export { validateRouteTimeout } from './timeout/route-timeout.js'
+
+// The answer to an abort, and readiness.
 export { needsAnswer, writeRaw, cut, neutraliseLateWrites, readinessAnswer } from './respond/index.js'
 export type { AbortAnswer, AnswerBody, ClosingState, ReadinessAnswer } from './respond/index.js'
+export { abortAnswer } from './respond/of-guard.js'
 /** @deprecated Renamed `writeRaw` (same signature). */
 export { writeRaw as answerAbortedResponse } from './respond/index.js'
-export { abortAnswer } from './respond/of-guard.js'
+
+// Shutdown.
 export { frameworkCloses } from './server/shutdown.js'
 /** @deprecated Use `frameworkCloses(shutdown, stopAccepting)`: these two keys are what it drives. */
 export { kExternalClose, kCloseServer } from './symbols.js'
+export { resolveHardenOptions } from './server/harden.js'
+
+// Observability.
 export { takeSnapshot } from './observe/snapshot.js'
 export { formatLeak, logLeak } from './observe/leak-log.js'
-export { resolveHardenOptions } from './server/harden.js'
-export { isGuard } from './brand.js'
-export { createScopeSlot, withGuard } from './adapter-kit.js'
-export type { ScopeSlot } from './adapter-kit.js'
+
+// The option vocabulary: every factory checks its options once, with these, and throws LG_ERR_INVALID_OPTION.
 export { invalid, checkKeys, integer, integerOrFalse, boolean } from './options.js'
