@@ -5,7 +5,7 @@ import { currentSignal } from '@leak-guard/core'
 import { LONG_TIMEOUT, type AdapterKit, type Harness } from './adapters.js'
 import { http1, type Transport } from './transport.js'
 import { trackTimers } from '../helpers/timers.js'
-import { captureProcessNoise } from '../helpers/http.js'
+import { captureProcessNoise, catchUncaught } from '../helpers/http.js'
 
 // The conformance suite: the same behaviour, asserted through real sockets, for every adapter. Each
 // matrix cell (framework major, server kind) calls defineConformance() with its own kits.
@@ -142,21 +142,11 @@ for (const kit of kits) {
       // Node reports an exception thrown by an EventTarget listener on the next tick, as an uncaught
       // exception; leak-guard reports a throwing onAbort handler the same way. An app that installed an
       // 'uncaughtException' handler keeps serving: the scope must still end and be counted.
-      let errors: string[] = []
-      let mochas: NodeJS.UncaughtExceptionListener[] = []
-      const onError = (error: Error): void => {
-        errors.push(error.message)
-      }
+      let uncaught: ReturnType<typeof catchUncaught>
       beforeEach(() => {
-        errors = []
-        mochas = process.listeners('uncaughtException')
-        process.removeAllListeners('uncaughtException')
-        process.on('uncaughtException', onError)
+        uncaught = catchUncaught()
       })
-      afterEach(() => {
-        process.removeListener('uncaughtException', onError)
-        for (const listener of mochas) process.on('uncaughtException', listener)
-      })
+      afterEach(() => uncaught.restore())
 
       /** Both throwing listeners were reported, the handler after them ran, the scope is gone and the server serves on. */
       async function expectIsolated(id: string, outcome: 'ok' | 'timeout' | 'client-closed', reason: string): Promise<void> {
@@ -164,7 +154,7 @@ for (const kit of kits) {
         const record = h!.probe.get(id)!
         expect(record.reason).to.equal(reason)
         expect(record.ranAfterThrow).to.equal(true)
-        expect(errors).to.have.members([`abort listener of ${id} threw`, `onAbort handler of ${id} threw`])
+        expect(uncaught.messages).to.have.members([`abort listener of ${id} threw`, `onAbort handler of ${id} threw`])
         const stats = h!.guard.stats()
         expect(stats.inFlight).to.equal(0)
         expect(stats.ended[outcome]).to.equal(1)

@@ -2,6 +2,7 @@ import { expect } from 'chai'
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { trackTimers } from '../helpers/timers.js'
+import { catchUncaught } from '../helpers/http.js'
 import { ClientClosedError, createDispatcher, createGuard, currentScope, ShutdownError, TimeoutError, type Guard, type LeakEvent } from '@leak-guard/core'
 
 /** A stand-in response: an emitter with the fields the scope reads. Real-socket behaviour is in test/conformance. */
@@ -369,26 +370,16 @@ describe('RequestScope', () => {
     // Ending or aborting a scope runs in a fixed order: 1. bookkeeping (reason, state, deadline,
     // registry, outcome), 2. leak-guard's own subscribers (here a dispatcher's queue), 3. the user's
     // listeners (signal 'abort' listeners, then onAbort handlers), each isolated from the others.
-    let uncaught: string[] = []
-    let mochas: NodeJS.UncaughtExceptionListener[] = []
-    const onUncaught = (error: Error): void => {
-      uncaught.push(error.message)
-    }
+    let caught: ReturnType<typeof catchUncaught>
     beforeEach(() => {
-      uncaught = []
-      mochas = process.listeners('uncaughtException')
-      process.removeAllListeners('uncaughtException')
-      process.on('uncaughtException', onUncaught)
+      caught = catchUncaught()
     })
-    afterEach(() => {
-      process.removeListener('uncaughtException', onUncaught)
-      for (const listener of mochas) process.on('uncaughtException', listener)
-    })
+    afterEach(() => caught.restore())
 
     /** Waits until `n` uncaught exceptions came in (they are reported on the next tick). */
     async function reported(n: number): Promise<string[]> {
-      for (let i = 0; i < 20 && uncaught.length < n; i++) await sleep(5)
-      return uncaught
+      for (let i = 0; i < 20 && caught.messages.length < n; i++) await sleep(5)
+      return caught.messages
     }
 
     const ends = [
@@ -468,7 +459,7 @@ describe('RequestScope', () => {
         expect(guard.stats().inFlight).to.equal(0)
         expect(guard.stats().ended[outcome]).to.equal(1)
         expect(guard.snapshot().scopes).to.deep.equal([])
-        expect(uncaught).to.deep.equal([]) // not thrown synchronously through the caller
+        expect(caught.messages).to.deep.equal([]) // not thrown synchronously through the caller
         expect(await reported(3)).to.have.members(['signal listener threw', 'onAbort threw', 'onScopeEnd threw'])
         off()
       })
