@@ -17,14 +17,12 @@
 import { spawnSync } from 'node:child_process'
 import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { argReader, median, timedBatches } from '../lib.mjs'
 
 const self = fileURLToPath(import.meta.url)
 const worker = new URL('../../test/dispatch/fixtures/worker.mjs', import.meta.url)
 const args = process.argv.slice(2)
-const arg = (name, fallback) => {
-  const i = args.indexOf(name)
-  return i === -1 ? fallback : args[i + 1]
-}
+const arg = argReader(args)
 
 const ASYNC_TASKS = 200_000
 const CONCURRENCY = 16
@@ -35,27 +33,8 @@ const BATCHES = 3
 // ---------------------------------------------------------------------------------------------------
 // Child: one measurement, printed as JSON on stdout.
 
-/** Runs `submit` in a warm-up batch, then BATCHES timed ones; medians of wall and CPU throughput. */
-async function timed(submit, warmup, n) {
-  const batch = async (count) => {
-    const all = new Array(count)
-    for (let i = 0; i < count; i++) all[i] = submit(i)
-    await Promise.all(all)
-  }
-  await batch(warmup)
-  const wall = []
-  const cpu = []
-  for (let b = 0; b < BATCHES; b++) {
-    const c = process.cpuUsage()
-    const start = performance.now()
-    await batch(n)
-    const ms = performance.now() - start
-    const used = process.cpuUsage(c)
-    wall.push((n / ms) * 1000)
-    cpu.push((n / ((used.user + used.system) / 1000)) * 1000)
-  }
-  return { opsPerSec: Math.round(median(wall)), opsPerCpuSec: Math.round(median(cpu)) }
-}
+/** A warm-up batch, then BATCHES timed ones; medians of wall and CPU throughput. */
+const timed = (submit, warmup, n) => timedBatches(submit, warmup, n, BATCHES)
 
 async function asyncCase(contender, withSignal) {
   // The same task for every contender; with signals each submission makes its own AbortController
@@ -122,12 +101,6 @@ async function abortCase() {
 
 // ---------------------------------------------------------------------------------------------------
 // Parent: interleaved rounds, medians, ratios.
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
 
 function child(spec) {
   const result = spawnSync(process.execPath, [self, '--child', spec], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000 })

@@ -6,8 +6,8 @@ import { performance } from 'node:perf_hooks'
 import express from 'express'
 import Fastify from 'fastify'
 import { getGlobalDispatcher, interceptors, request as undiciRequest } from 'undici'
-import { createGuard, currentScope, isLeakGuardError, type LeakEvent } from '@leak-guard/core'
-import { createHttpClient, type HttpClient } from '@leak-guard/core/client'
+import { ClientClosedError, createGuard, currentScope, isLeakGuardError, type LeakEvent } from '@leak-guard/core'
+import { HttpClientClosedError, createHttpClient, type HttpClient } from '@leak-guard/core/client'
 import { leakGuard } from '@leak-guard/express'
 import fastifyLeakGuard from '@leak-guard/fastify'
 import { Upstream, delay, listen, waitFor } from './upstream.js'
@@ -641,9 +641,41 @@ describe('createHttpClient()', function () {
       expect(client.closed).to.equal(true)
       expect(guard.resources()).to.not.include(client)
       const after = await client.fetch(upstream.url).catch((e: unknown) => e)
-      expect((after as { cause?: { code?: string } }).cause?.code).to.match(/^UND_ERR_(CLOSED|DESTROYED)$/)
+      expect(after).to.have.property('code', 'LG_ERR_CLIENT_HTTP_CLOSED')
       await waitFor(() => upstream.sockets.size === 0)
     })
+
+    for (const end of ['close', 'destroy'] as const) {
+      it(`after ${end}(), rejects fetch, request, installGlobal() and calls through its dispatcher with LG_ERR_CLIENT_HTTP_CLOSED and sends nothing`, async () => {
+        upstream.handler = (_req, res) => res.end('ok')
+        client = createHttpClient()
+        const c = client
+        await (await c.fetch(upstream.url)).text()
+        expect(upstream.requests).to.equal(1)
+        await c[end]()
+        const outcomes = [
+          await c.fetch(upstream.url).catch((e: unknown) => e),
+          await c.request(upstream.url).catch((e: unknown) => e),
+          (() => {
+            try {
+              c.installGlobal()
+            } catch (e) {
+              return e
+            }
+            return undefined
+          })(),
+          await undiciRequest(upstream.url, { dispatcher: c.dispatcher }).catch((e: unknown) => e),
+        ]
+        for (const outcome of outcomes) {
+          expect(outcome).to.be.instanceOf(HttpClientClosedError)
+          expect(outcome).to.include({ code: 'LG_ERR_CLIENT_HTTP_CLOSED', statusCode: 503, expose: true })
+          // Not the inbound client's error, which shares the word "closed".
+          expect(outcome).to.not.be.instanceOf(ClientClosedError)
+        }
+        expect(getGlobalDispatcher()).to.not.equal(c.dispatcher)
+        expect(upstream.requests).to.equal(1)
+      })
+    }
 
     it('close() lets queued calls run first and refuses new ones; destroy() fails queued calls unsent', async () => {
       upstream.handler = (_req, res) => {
@@ -655,7 +687,7 @@ describe('createHttpClient()', function () {
       expect(c.stats()[upstream.url]).to.include({ queued: 2 })
       const closed = c.close()
       const refused = await c.request(upstream.url).catch((e: unknown) => e)
-      expect(refused).to.have.property('code', 'UND_ERR_CLOSED')
+      expect(refused).to.have.property('code', 'LG_ERR_CLIENT_HTTP_CLOSED')
       expect(await Promise.all(calls)).to.deep.equal(['ok', 'ok', 'ok'])
       await closed
       expect(upstream.requests).to.equal(3)

@@ -43,6 +43,14 @@ describe('createDispatcher()', () => {
       const error = await d.run(async () => 1, { signal: 'x' as never }).catch((e: unknown) => e)
       expect(error).to.have.property('code', 'LG_ERR_INVALID_OPTION')
     })
+
+    it('rejects run() with something that is not a function with LG_ERR_INVALID_OPTION, and counts nothing', async () => {
+      const d = track(createDispatcher())
+      const error = await d.run(42 as never).catch((e: unknown) => e)
+      expect(error).to.have.property('code', 'LG_ERR_INVALID_OPTION')
+      expect(error).to.have.property('option', 'fn')
+      expect(d.stats()).to.include({ queued: 0, running: 0, completed: 0 })
+    })
   })
 
   describe('when the queue is full', () => {

@@ -18,6 +18,7 @@ export const errorCodes = {
   LG_ERR_REQUEST_ENDED: { status: 500, expose: false },
   LG_ERR_CLIENT_QUEUE_FULL: { status: 503, expose: true },
   LG_ERR_CLIENT_TIMEOUT: { status: 504, expose: true },
+  LG_ERR_CLIENT_HTTP_CLOSED: { status: 503, expose: true },
   LG_ERR_POOL_FULL: { status: 503, expose: true },
   LG_ERR_POOL_QUEUE_TIMEOUT: { status: 503, expose: true },
   LG_ERR_POOL_CLOSED: { status: 503, expose: true },
@@ -92,7 +93,7 @@ brand(InvalidOptionError, LeakGuardError)
 
 /** Why a request scope was aborted. */
 export abstract class AbortReasonError extends LeakGuardError {}
-brand(AbortReasonError as unknown as typeof LeakGuardError, LeakGuardError)
+brand(AbortReasonError, LeakGuardError)
 
 /** The request's deadline passed before it was answered. */
 export class TimeoutError extends AbortReasonError {
@@ -133,7 +134,7 @@ export class RequestEndedError extends AbortReasonError {
 }
 brand(RequestEndedError, AbortReasonError)
 
-export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError()) as RequestEndedError
+export const requestEnded: RequestEndedError = Object.freeze(new RequestEndedError())
 
 /** A dispatcher or thread pool has no room: its queue is full. Carries `Retry-After`. */
 export class PoolFullError extends LeakGuardError {
@@ -220,6 +221,18 @@ export class ClientTimeoutError extends LeakGuardError {
   }
 }
 brand(ClientTimeoutError, LeakGuardError)
+
+/**
+ * A call was made on an outgoing HTTP client (`createHttpClient`) after its `close()` or `destroy()`
+ * (the guard closes it at shutdown). Not to be confused with `ClientClosedError`, the inbound client
+ * that hung up.
+ */
+export class HttpClientClosedError extends LeakGuardError {
+  constructor() {
+    super('LG_ERR_CLIENT_HTTP_CLOSED', 'The HTTP client is closed')
+  }
+}
+brand(HttpClientClosedError, LeakGuardError)
 
 /** True for any error created by any copy of leak-guard. */
 export function isLeakGuardError(value: unknown): value is LeakGuardError {

@@ -180,9 +180,10 @@ export function createAgent(options?: AgentOptions): BoundedAgent {
   }
   if (guard !== undefined) {
     const unregister = guard.register({
-      close: async () => {
+      close: () => {
         unregister()
         agent.destroy()
+        return Promise.resolve()
       },
     })
   }

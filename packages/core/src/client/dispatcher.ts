@@ -1,6 +1,6 @@
 import { AsyncResource } from 'node:async_hooks'
 import { Agent, Client, Dispatcher, Pool, errors } from 'undici'
-import { ClientQueueFullError } from '../errors.js'
+import { ClientQueueFullError, HttpClientClosedError } from '../errors.js'
 import { storage } from '../scope/context.js'
 import { kSubscribe } from '../symbols.js'
 import type { ResolvedHttpClientOptions } from './options.js'
@@ -484,9 +484,8 @@ export class BoundedDispatcher extends Dispatcher {
 
   /** Dispatches on behalf of `owner` (a `client.fetch()`/`client.request()` call), or of the current scope. */
   dispatchOwned(opts: Dispatcher.DispatchOptions, handler: LegacyHandler & ModernHandler, owner: DispatchOwner | undefined): boolean {
-    if (this.#destroyed) return fail(handler, new errors.ClientDestroyedError())
-    if (this.#closing !== undefined) return fail(handler, new errors.ClientClosedError())
-    const origin = originOf(opts as DispatchOptions)
+    if (this.#destroyed || this.#closing !== undefined) return fail(handler, new HttpClientClosedError())
+    const origin = originOf(opts)
     const state = this.#state(origin)
     if (state.inFlight >= this.#limit) {
       state.rejected++

@@ -8,7 +8,7 @@ import {
   type RequestInit,
   type Response,
 } from 'undici'
-import { ClientQueueFullError, ClientTimeoutError } from '../errors.js'
+import { ClientQueueFullError, ClientTimeoutError, HttpClientClosedError } from '../errors.js'
 import { invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
@@ -238,8 +238,9 @@ export class HttpClient {
    * its client disconnects, the server shuts down, or the request ends with the body still unread; it
    * then rejects (or its body errors) with the request's reason (`LG_ERR_TIMEOUT`,
    * `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). `init.signal` is honoured too.
-   * A full queue rejects with `LG_ERR_CLIENT_QUEUE_FULL`, the client's own timeout with
-   * `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError` with undici's error as `cause`.
+   * A full queue rejects with `LG_ERR_CLIENT_QUEUE_FULL`, a closed client with `LG_ERR_CLIENT_HTTP_CLOSED`,
+   * the client's own timeout with `LG_ERR_CLIENT_TIMEOUT`; upstream failures keep fetch's `TypeError`
+   * with undici's error as `cause`.
    * Outside a request and without `init.signal`, fetch is given no AbortSignal (it costs undici's fetch
    * about 10 µs per call): a body still being read when the client's timeout fires then errors with
    * fetch's `TypeError('terminated')` whose `cause` is the `LG_ERR_CLIENT_TIMEOUT` error.
@@ -247,11 +248,12 @@ export class HttpClient {
   fetch(input: RequestInfo, init?: HttpClientFetchInit): Promise<Response> {
     let call: Call
     let fetchInit: RequestInit
+    if (this.closed) return Promise.reject(new HttpClientClosedError())
     try {
       const scope = callScope(init?.scope)
       const timeout = callTimeout(init?.timeout, this.#timeout)
       const own = init?.signal
-      const signal = own !== undefined ? own : typeof input === 'object' && input !== null && 'signal' in input ? (input.signal as AbortSignal) : undefined
+      const signal = own !== undefined ? own : typeof input === 'object' && input !== null && 'signal' in input ? input.signal : undefined
       if (scope !== undefined && scope.aborted) return Promise.reject(scope.reason)
       if (signal?.aborted) return Promise.reject(signal.reason)
       // A signal of our own only when something may abort the call with a reason fetch should reject
@@ -292,6 +294,7 @@ export class HttpClient {
   request(url: string | URL, options?: HttpClientRequestOptions): Promise<HttpClientResponseData> {
     let call: Call
     let opts: Record<string, unknown>
+    if (this.closed) return Promise.reject(new HttpClientClosedError())
     try {
       const scope = callScope(options?.scope)
       const timeout = callTimeout(options?.timeout, this.#timeout)
@@ -314,7 +317,7 @@ export class HttpClient {
     }
     let promise: Promise<HttpClientResponseData>
     try {
-      promise = undiciRequest(url, opts as never) as Promise<HttpClientResponseData>
+      promise = undiciRequest(url, opts as never)
     } catch (error) {
       return Promise.reject(call.failed(error))
     }
@@ -334,7 +337,7 @@ export class HttpClient {
    */
   installGlobal(): () => void {
     if (this.#restoreGlobal !== undefined) return this.#restoreGlobal
-    if (this.#closing !== undefined || this.#destroying !== undefined) throw new Error('installGlobal() called on a closed HTTP client')
+    if (this.closed) throw new HttpClientClosedError()
     const previous = getGlobalDispatcher()
     setGlobalDispatcher(this.#dispatcher)
     const restore = (): void => {
@@ -375,7 +378,8 @@ export class HttpClient {
 
   /**
    * Stops taking calls, lets the running and queued ones finish, then closes every connection. Calls
-   * made afterwards fail with undici's `ClientClosedError`. Idempotent; the guard calls it at shutdown.
+   * made afterwards (`fetch`, `request`, `installGlobal`, calls through `dispatcher`) fail with
+   * `HttpClientClosedError` (`LG_ERR_CLIENT_HTTP_CLOSED`). Idempotent; the guard calls it at shutdown.
    */
   close(): Promise<void> {
     if (this.#destroying !== undefined) return this.#destroying
@@ -386,7 +390,10 @@ export class HttpClient {
     return this.#closing
   }
 
-  /** Aborts every running and queued call with `error` and closes every connection at once. Idempotent. */
+  /**
+   * Aborts every running and queued call with `error` (undici's `ClientDestroyedError` by default) and
+   * closes every connection at once; later calls fail like after `close()`. Idempotent.
+   */
   destroy(error?: Error): Promise<void> {
     if (this.#destroying === undefined) {
       this.#release()

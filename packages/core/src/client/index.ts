@@ -1,6 +1,6 @@
 // Entry point '@leak-guard/core/client': the bounded outgoing HTTP client on undici. Kept apart from the
 // main entry because importing undici installs its Agent as the global dispatcher of Node's fetch.
-export { ClientQueueFullError, ClientTimeoutError } from '../errors.js'
+export { ClientQueueFullError, ClientTimeoutError, HttpClientClosedError } from '../errors.js'
 export { HttpClient, createHttpClient } from './http-client.js'
 export type { CallOptions, HttpClientFetchInit, HttpClientRequestOptions, HttpClientResponseData, OriginStats } from './http-client.js'
 export type { HttpClientOptions, ResolvedHttpClientOptions } from './options.js'

@@ -1,6 +1,8 @@
 import { PoolClosedError } from '../errors.js'
-import { checkKeys, integer } from '../options.js'
-import { Admission, admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions, type Task } from './admission.js'
+import { checkKeys, integer, invalid } from '../options.js'
+import { Admission } from './admission.js'
+import { admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions } from './options.js'
+import type { Task } from './task.js'
 
 export interface DispatcherOptions extends AdmissionOptions {
   /**
@@ -44,7 +46,8 @@ export class Dispatcher extends Admission {
    *
    * Rejects with `PoolFullError` (503 + `Retry-After`) when the queue is full, `PoolQueueTimeoutError`
    * when it waited longer than `queueTimeout`, `PoolClosedError` after `close()`/`destroy()`, and with
-   * the abort reason when its request or signal aborted before it started.
+   * the abort reason when its request or signal aborted before it started; with `LG_ERR_INVALID_OPTION`
+   * when `fn` is not a function or `options.signal` not an AbortSignal.
    *
    * @example
    * const audit = createDispatcher({ concurrency: 8, maxQueue: 100, guard: app.guard })
@@ -54,7 +57,7 @@ export class Dispatcher extends Admission {
    * })
    */
   run<T>(fn: DispatchedWork<T>, options?: RunOptions): Promise<T> {
-    if (typeof fn !== 'function') return Promise.reject(new TypeError('dispatcher.run() expects a function'))
+    if (typeof fn !== 'function') return Promise.reject(invalid('fn', 'a function', fn))
     return this.submit(fn, options, undefined) as Promise<T>
   }
 

@@ -4,7 +4,9 @@ import type { ResourceLimits, TransferListItem } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import { PoolClosedError, WorkerError, WorkerExitError, WorkerResourceLimitsError } from '../errors.js'
 import { checkKeys, integer, integerOrFalse, invalid } from '../options.js'
-import { Admission, admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions, type Task } from './admission.js'
+import { Admission } from './admission.js'
+import { admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions } from './options.js'
+import type { Task } from './task.js'
 
 export interface ThreadPoolOptions extends AdmissionOptions {
   /**
@@ -120,7 +122,7 @@ export class ThreadPool extends Admission {
       maxQueue: Infinity,
       resourceLimits: limits as ResourceLimits | undefined,
       workerData: o.workerData,
-      ...(execArgv === undefined ? {} : { execArgv: execArgv as string[] }),
+      ...(execArgv === undefined ? {} : { execArgv }),
       ...(env === undefined ? {} : { env: env as Record<string, string> }),
       recordTiming: false,
     })
@@ -197,8 +199,9 @@ export class ThreadPool extends Admission {
     }
   }
 
-  protected defaultSignal(): AbortSignal {
-    throw new Error('unreachable: thread tasks get no signal unless they can be aborted')
+  /** A task nothing can abort gets no signal: piscina then skips its abort bookkeeping. */
+  protected defaultSignal(): undefined {
+    return undefined
   }
 
   protected async shutdownExecutor(): Promise<void> {

@@ -48,12 +48,12 @@ export class AbortAnswer {
 
   /** The reason of a deadline of `ms` that passed, carrying this answer's status and headers. */
   timeout(ms: number): TimeoutError {
-    return new TimeoutError(ms, this.timeoutStatus, this.headers as Record<string, string> | undefined)
+    return new TimeoutError(ms, this.timeoutStatus, this.headers)
   }
 
   /** The reason of a shutdown, carrying this answer's headers. */
   shutdown(): ShutdownError {
-    return new ShutdownError(this.headers as Record<string, string> | undefined)
+    return new ShutdownError(this.headers)
   }
 
   /**

@@ -13,7 +13,7 @@ export interface ReadinessAnswer {
 const json = { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' }
 
 function freeze(status: 200 | 503, headers: Record<string, string>, body: string): ReadinessAnswer {
-  return Object.freeze({ status, headers: Object.freeze(headers), body }) as ReadinessAnswer
+  return Object.freeze({ status, headers: Object.freeze(headers), body })
 }
 
 const ready = freeze(200, json, '{"status":"ok"}')

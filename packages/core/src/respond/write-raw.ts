@@ -12,7 +12,7 @@ export function sendAnswer(res: AnyResponse, status: number, headers: Readonly<R
   const raw = res as ServerResponse
   raw.statusCode = status
   if (headers !== undefined) {
-    for (const name of Object.keys(headers)) raw.setHeader(name, headers[name]!)
+    for (const name of Object.keys(headers)) raw.setHeader(name, headers[name])
   }
   if (connectionClose && !('stream' in res)) raw.setHeader('Connection', 'close')
   raw.setHeader('Content-Type', body.type)
@@ -40,13 +40,13 @@ function dropHeaderCall(this: ServerResponse): ServerResponse {
 
 function dropWrite(this: ServerResponse, ...args: unknown[]): boolean {
   const callback = args[args.length - 1]
-  if (typeof callback === 'function') process.nextTick(callback as () => void)
+  if (typeof callback === 'function') process.nextTick(callback)
   return true
 }
 
 function dropEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
   const callback = args[args.length - 1]
-  if (typeof callback === 'function') process.nextTick(callback as () => void)
+  if (typeof callback === 'function') process.nextTick(callback)
   return this
 }
 

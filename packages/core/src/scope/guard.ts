@@ -186,7 +186,7 @@ export class Guard extends EventEmitter {
     this.captureStacks = resolved.captureStacks
     this.leakGracePeriod = resolved.leakGracePeriod
     this.deadlines = resolved.timeout === false ? undefined : new DeadlineList<RequestScope>(resolved.timeout, onDeadline)
-    this.retryAfterHeaders = this.answer.headers as Record<string, string> | undefined
+    this.retryAfterHeaders = this.answer.headers
     const logger = resolved.logger
     if (logger !== undefined) this.on('leak', (event: LeakEvent) => logLeak(logger, event))
     // Outgoing calls are attributed through AsyncLocalStorage, so only a guard that carries it can watch them.

@@ -14,7 +14,7 @@ export function createReadinessHandler(state: ClosingState): (req: IncomingMessa
     const answer = readinessAnswer(state, req.httpVersionMajor >= 2)
     const raw = res as ServerResponse
     raw.statusCode = answer.status
-    for (const name of Object.keys(answer.headers)) raw.setHeader(name, answer.headers[name]!)
+    for (const name of Object.keys(answer.headers)) raw.setHeader(name, answer.headers[name])
     raw.end(answer.body)
   }
 }

@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import { InvalidOptionError } from '../errors.js'
 import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
-import type { Closeable, ShutdownGuard as Guard, ShutdownSummary } from '../types.js'
+import type { ShutdownGuard as Guard, ShutdownSummary } from '../types.js'
 import { isGuard } from '../brand.js'
 import { ServerDrain, type IdleConnections } from './drain.js'
 import { isServer, type AnyServer } from './harden.js'
@@ -282,7 +282,7 @@ export class GracefulShutdown {
     let resources = 0
     const closing: Array<Promise<unknown>> = []
     for (const guard of guards) {
-      for (const resource of guard.resources() as Closeable[]) {
+      for (const resource of guard.resources()) {
         resources++
         closing.push(Promise.resolve().then(() => resource.close()))
       }
