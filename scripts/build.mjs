@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
-const packages = ['core', 'express', 'koa', 'fastify']
+const packages = ['core', 'express', 'koa', 'fastify', 'pg', 'bullmq']
 const check = process.argv.includes('--check')
 
 function run(args) {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { expect } from 'chai'
 
-// The consumer test: the four packages as users get them (`pnpm pack` tarballs), unpacked into a
+// The consumer test: the packages as users get them (`pnpm pack` tarballs), unpacked into a
 // scratch project's node_modules, with their dependencies and the frameworks linked from the
 // workspace's node_modules (what the lockfile installed; no network). Then used through `import` and
 // `require`, and type-checked with the workspace's TypeScript under moduleResolution nodenext and bundler.
@@ -14,7 +14,7 @@ import { expect } from 'chai'
 const run = promisify(execFile)
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
-const names = ['core', 'express', 'koa', 'fastify'] as const
+const names = ['core', 'express', 'koa', 'fastify', 'pg'] as const
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
 // The children run plain Node, as a consumer would: without the test runner's `--import tsx`.
 const env = { ...process.env, NODE_OPTIONS: (process.env.NODE_OPTIONS ?? '').replace(/--import[= ]tsx/g, '').trim() }
@@ -27,9 +27,11 @@ const links: Record<string, string> = {
   express: 'test/node_modules/express',
   koa: 'test/node_modules/koa',
   fastify: 'test/node_modules/fastify',
+  pg: 'test/node_modules/pg',
   '@types/node': 'node_modules/@types/node',
   '@types/express': 'test/node_modules/@types/express',
   '@types/koa': 'test/node_modules/@types/koa',
+  '@types/pg': 'test/node_modules/@types/pg',
 }
 
 interface Packed {
@@ -78,7 +80,7 @@ describe('the packed packages in a consumer project', function () {
     )
     const modules = join(scratch, 'node_modules')
     for (const file of readdirSync(tarballs)) {
-      const name = /^leak-guard-(core|express|koa|fastify)-/.exec(file)?.[1]
+      const name = /^leak-guard-(core|express|koa|fastify|pg)-/.exec(file)?.[1]
       if (name === undefined) continue
       const target = join(modules, '@leak-guard', name)
       mkdirSync(target, { recursive: true })
@@ -131,6 +133,7 @@ describe('the packed packages in a consumer project', function () {
         kind: kind === 'import' ? 'esm' : 'cjs',
         guard: true,
         errorBrand: true,
+        pg: true,
         express: { signal: true, current: true },
         koa: { signal: true, current: true },
         fastify: { signal: true, current: true },
@@ -143,7 +146,7 @@ describe('the packed packages in a consumer project', function () {
     ['moduleResolution nodenext through require (.cts)', 'nodenext-require'],
     ['moduleResolution bundler', 'bundler'],
   ] as const) {
-    it(`type-checks an app using req.signal, ctx.signal and request.scope with ${label}`, async () => {
+    it(`type-checks an app using req.signal, ctx.signal, request.scope and guardPool() with ${label}`, async () => {
       const result = await checks.get(key)!
       expect(result.output).to.equal('')
       expect(result.code).to.equal(0)

@@ -48,7 +48,7 @@ describe('entry points', () => {
     const before = ['bindRequestEvents', 'currentScope', 'trackWork', 'answerAbortedResponse', 'neutraliseLateWrites', 'validateRouteTimeout', 'readinessAnswer', 'kExternalClose', 'kCloseServer', 'takeSnapshot', 'logLeak', 'invalid', 'checkKeys', 'integer', 'integerOrFalse', 'boolean']
     for (const name of [...before, ...moved]) expect(adapter, name).to.have.property(name)
     // The answer primitives, the shutdown hook and the guard brand the adapters use now.
-    for (const name of ['needsAnswer', 'writeRaw', 'cut', 'abortAnswer', 'frameworkCloses', 'isGuard']) expect(adapter, name).to.have.property(name)
+    for (const name of ['needsAnswer', 'writeRaw', 'cut', 'abortAnswer', 'frameworkCloses', 'isGuard', 'createScopeSlot', 'withGuard', 'subscribeAbort']) expect(adapter, name).to.have.property(name)
     expect(adapter.answerAbortedResponse).to.equal(adapter.writeRaw)
   })
 
@@ -64,7 +64,7 @@ describe('entry points', () => {
   })
 
   it('the built declarations (.d.ts) of every package contain no @internal member', () => {
-    const declarations = ['core', 'express', 'koa', 'fastify'].flatMap((name) => files(join(root, 'packages', name, 'dist'), '.d.ts'))
+    const declarations = readdirSync(join(root, 'packages')).flatMap((name) => files(join(root, 'packages', name, 'dist'), '.d.ts'))
     expect(declarations.length).to.be.above(20)
     const leaking = declarations.filter((file) => readFileSync(file, 'utf8').includes('@internal'))
     expect(leaking).to.deep.equal([])

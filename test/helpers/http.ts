@@ -17,6 +17,7 @@ export interface SendOptions {
   id?: string
   json?: unknown
   agent?: Agent
+  headers?: Record<string, string>
 }
 
 type RequestFn = typeof httpRequest
@@ -38,6 +39,7 @@ export function send(port: number, options: SendOptions, request: RequestFn = ht
         agent: options.agent ?? false,
         ...extra,
         headers: {
+          ...options.headers,
           ...(options.id === undefined ? {} : { 'x-id': options.id }),
           ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
         },

@@ -8,8 +8,11 @@
  * the framework's chain inside it, `bindRequestEvents(req, scope)` keeps body-stream callbacks in it,
  * the `ScopeHost` answers aborts through the framework (or core writes `writeRaw()`), the response's
  * `'close'` ends it. Integrations read the current scope (`currentScope()`) and attach their work with
- * `trackWork()`; their resources register with `guard.register()` so shutdown closes them. A framework
- * that closes its server itself hooks the shutdown with `frameworkCloses()`.
+ * `trackWork()`; their resources register with `guard.register()` so shutdown closes them. When the
+ * work fails because the scope aborted, `withCause(scope.reason, err)` rejects with the request's reason
+ * carrying the work's own error; when the integration learns of the deadline before the guard's timer
+ * ran (PostgreSQL's `statement_timeout`), `expireDeadline(scope)` runs it now. A framework that closes
+ * its server itself hooks the shutdown with `frameworkCloses()`.
  */
 
 // The scope's lifecycle.
@@ -22,7 +25,8 @@ export { isGuard } from './brand.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
 
 // Work attached to a scope.
-export { trackWork } from './scope/track.js'
+export { trackWork, expireDeadline, subscribeAbort } from './scope/track.js'
+export { withCause } from './errors.js'
 export type { TrackedKind } from './scope/track.js'
 
 // The answer to an abort, and readiness.

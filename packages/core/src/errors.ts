@@ -25,6 +25,9 @@ export const errorCodes = {
   LG_ERR_WORKER_ERROR: { status: 500, expose: false },
   LG_ERR_WORKER_EXIT: { status: 500, expose: false },
   LG_ERR_WORKER_RESOURCE_LIMITS: { status: 500, expose: false },
+  LG_ERR_JOB_FAILED: { status: 500, expose: false },
+  LG_ERR_JOB_CANCELLED: { status: 503, expose: true },
+  LG_ERR_QUEUE_UNAVAILABLE: { status: 503, expose: true },
 } as const satisfies Record<string, { status: number; expose: boolean }>
 
 export type ErrorCode = keyof typeof errorCodes
@@ -233,6 +236,64 @@ export class HttpClientClosedError extends LeakGuardError {
   }
 }
 brand(HttpClientClosedError, LeakGuardError)
+
+/**
+ * A copy of an abort reason (`TimeoutError`, `ClientClosedError`, ...) that carries `cause`: what the
+ * work reported when the abort stopped it (e.g. PostgreSQL's `57014` after a cancel). Same class, code,
+ * status and headers as `reason`, which stays untouched (it is shared by the whole request, and
+ * `LG_ERR_REQUEST_ENDED` is one frozen instance). Used by integrations, through `@leak-guard/core/adapter`.
+ */
+export function withCause<E extends LeakGuardError>(reason: E, cause: unknown): E {
+  const copy = Object.create(Object.getPrototypeOf(reason) as object) as E
+  for (const key of Reflect.ownKeys(reason)) {
+    const descriptor = Object.getOwnPropertyDescriptor(reason, key)!
+    Object.defineProperty(copy, key, { ...descriptor, configurable: true, ...('value' in descriptor ? { writable: true } : {}) })
+  }
+  Object.defineProperty(copy, 'cause', { value: cause, writable: true, configurable: true, enumerable: false })
+  return copy
+}
+
+/**
+ * A queued job (`@leak-guard/bullmq`) failed on its worker: the processor threw and its attempts ran
+ * out, or it stalled more often than `maxStalledCount`. `failedReason` is BullMQ's text for it.
+ */
+export class JobFailedError extends LeakGuardError {
+  readonly jobId: string
+  readonly failedReason: string
+  constructor(jobId: string, failedReason: string) {
+    super('LG_ERR_JOB_FAILED', `Job ${jobId} failed: ${failedReason}`)
+    this.jobId = jobId
+    this.failedReason = failedReason
+  }
+}
+brand(JobFailedError, LeakGuardError)
+
+/**
+ * A queued job (`@leak-guard/bullmq`) was cancelled from another process: the request that ran it
+ * ended. The worker's processor signal aborts with it; `reason` is the code of why the request ended.
+ */
+export class JobCancelledError extends LeakGuardError {
+  readonly jobId: string
+  /** Code of the producer's reason (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_REQUEST_ENDED`, ...). */
+  readonly reason: string
+  constructor(jobId: string, reason: string) {
+    super('LG_ERR_JOB_CANCELLED', `Job ${jobId} was cancelled by its producer (${reason})`)
+    this.jobId = jobId
+    this.reason = reason
+  }
+}
+brand(JobCancelledError, LeakGuardError)
+
+/**
+ * The job queue's store (Redis) is not reachable: a call made while the connection is down rejects at
+ * once, and calls waiting for a result reject when the connection drops (the job may still run).
+ */
+export class QueueUnavailableError extends LeakGuardError {
+  constructor(cause?: unknown) {
+    super('LG_ERR_QUEUE_UNAVAILABLE', 'The job queue is unavailable (no connection to Redis)', { cause })
+  }
+}
+brand(QueueUnavailableError, LeakGuardError)
 
 /** True for any error created by any copy of leak-guard. */
 export function isLeakGuardError(value: unknown): value is LeakGuardError {

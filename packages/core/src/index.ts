@@ -18,6 +18,9 @@ export {
   WorkerError,
   WorkerExitError,
   WorkerResourceLimitsError,
+  JobFailedError,
+  JobCancelledError,
+  QueueUnavailableError,
   errorCodes,
   isLeakGuardError,
 } from './errors.js'

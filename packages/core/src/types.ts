@@ -20,8 +20,11 @@ export interface LeakEvent {
    * (`@leak-guard/pg`); `job`: a queued job (`@leak-guard/bullmq`).
    */
   kind: WorkKind
+  /** The request's scope id; `0` for work reported outside any request (`reportUnscopedLeak`). */
   scopeId: number
+  /** The request's method; `'JOB'` for a queue worker's job. */
   method: string
+  /** The request's URL; for a queue worker's job, `<queue>:<name>#<id>`. */
   url: string
   route: string | undefined
   /** Code of the reason the request ended (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). */

@@ -4,6 +4,8 @@ import core = require('@leak-guard/core')
 import expressAdapter = require('@leak-guard/express')
 import koaAdapter = require('@leak-guard/koa')
 import fastifyAdapter = require('@leak-guard/fastify')
+import pg = require('pg')
+import pgAdapter = require('@leak-guard/pg')
 
 const app = express()
 app.use(expressAdapter.leakGuard({ timeout: 5_000 }))
@@ -13,3 +15,4 @@ app.get('/', (req, res) => {
 })
 export const koaMiddleware = koaAdapter.leakGuard()
 export const plugin = fastifyAdapter.default
+export const pool: pg.Pool = pgAdapter.guardPool(new pg.Pool(), { statementTimeout: false })

@@ -7,6 +7,8 @@ import { currentSignal, type RequestScope } from '@leak-guard/core'
 import { leakGuard as expressGuard, withTimeout, leakGuardErrorHandler, type LeakGuardMiddleware } from '@leak-guard/express'
 import { leakGuard as koaGuard } from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
+import pg from 'pg'
+import { guardPool, type GuardPoolOptions } from '@leak-guard/pg'
 
 declare function query(sql: string, options: { signal: AbortSignal }): Promise<unknown>
 
@@ -20,6 +22,8 @@ app.get('/users', withTimeout(10_000), async (req, res) => {
 })
 app.use(leakGuardErrorHandler())
 const inFlight: number = mw.guard.stats().inFlight
+const pgOptions: GuardPoolOptions = { statementTimeout: 'deadline', cancel: true, guard: mw.guard }
+export const pool: pg.Pool = guardPool(new pg.Pool(), pgOptions)
 
 const koa = new Koa()
 koa.use(koaGuard({ timeout: 5_000 }))

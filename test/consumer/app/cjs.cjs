@@ -9,6 +9,8 @@ const { createGuard, currentSignal, LeakGuardError } = require('@leak-guard/core
 const { leakGuard: expressGuard } = require('@leak-guard/express')
 const { leakGuard: koaGuard } = require('@leak-guard/koa')
 const fastifyGuard = require('@leak-guard/fastify').default
+const pg = require('pg')
+const { guardPool } = require('@leak-guard/pg')
 
 async function main() {
   async function get(server, path) {
@@ -18,6 +20,8 @@ async function main() {
   }
 
   const results = { kind: 'cjs', guard: typeof createGuard().stats === 'function', errorBrand: typeof LeakGuardError === 'function' }
+  const pool = new pg.Pool()
+  results.pg = guardPool(pool, { guard: createGuard() }) === pool
 
   const app = express()
   app.use(expressGuard({ timeout: 1000 }))

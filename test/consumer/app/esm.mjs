@@ -8,6 +8,8 @@ import { createGuard, currentSignal, LeakGuardError } from '@leak-guard/core'
 import { leakGuard as expressGuard } from '@leak-guard/express'
 import { leakGuard as koaGuard } from '@leak-guard/koa'
 import fastifyGuard from '@leak-guard/fastify'
+import pg from 'pg'
+import { guardPool } from '@leak-guard/pg'
 
 async function get(server, path) {
   const { port } = server.address()
@@ -16,6 +18,8 @@ async function get(server, path) {
 }
 
 const results = { kind: 'esm', guard: typeof createGuard().stats === 'function', errorBrand: typeof LeakGuardError === 'function' }
+const pool = new pg.Pool()
+results.pg = guardPool(pool, { guard: createGuard() }) === pool
 
 const app = express()
 app.use(expressGuard({ timeout: 1000 }))

@@ -386,6 +386,18 @@ export class Guard extends EventEmitter {
   }
 
   /**
+   * Reports work that runs outside any request and outlived its cancellation by more than
+   * `leakGracePeriod`: a queue worker's job whose processor kept running after its producer's request
+   * ended (`@leak-guard/bullmq`). The event has `scopeId` 0, `method` `'JOB'` and `url` = `label`.
+   */
+  reportUnscopedLeak(kind: LeakEvent['kind'], work: { label: string; reason: string; lateBy: number; stack?: string | undefined }): void {
+    this.#leaks[kind]++
+    if (this.listenerCount('leak') === 0) return
+    const event: LeakEvent = { kind, scopeId: 0, method: 'JOB', url: work.label, route: undefined, reason: work.reason, lateBy: Math.round(work.lateBy), stack: work.stack }
+    this.emit('leak', event)
+  }
+
+  /**
    * The body configured with `timeoutBody`, for adapters that answer through the framework.
    * @deprecated Use `abortAnswer(guard).custom` from `@leak-guard/core/adapter`.
    */

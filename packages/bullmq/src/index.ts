@@ -1,0 +1,5 @@
+export { QueueDispatcher, createQueueDispatcher } from './dispatcher.js'
+export type { QueueDispatcherOptions, RunJobOptions, EnqueueJobOptions, QueueDispatcherStats } from './dispatcher.js'
+export { QueueWorker, createQueueWorker } from './worker.js'
+export type { QueueWorkerOptions, QueueProcessor, QueueWorkerStats } from './worker.js'
+export { JobFailedError, JobCancelledError, QueueUnavailableError } from '@leak-guard/core'
