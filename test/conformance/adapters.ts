@@ -34,6 +34,8 @@ export interface Harness {
   probe: Probe
   /** Every response object the app handled, to check that no leak-guard listener stays on it. */
   responses: Set<NodeJS.EventEmitter>
+  /** Lines the framework's own logger wrote at warn level or above (Fastify's pino; Express and Koa log to stderr). */
+  logs: string[]
   close(): Promise<void>
 }
 
@@ -178,9 +180,12 @@ function expressKit(fw: Frameworks['express'], kind: ServerKind, expressGuard: E
     app.get('/throwing', route(async (req, res) => {
       res.json(await work.throwing(probe, id(req), req.scope, param(req.query, 'hang') === '1'))
     }))
+    app.get('/abortable', route(async (req, res) => {
+      res.json(await work.abortable(probe, id(req), req.signal))
+    }))
     app.use(expressGuard.leakGuardErrorHandler())
     const { server, port, scheme, close } = await serve(kind, app)
-    return { name: 'express', url: `${scheme}://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, close }
+    return { name: 'express', url: `${scheme}://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, logs: [], close }
   },
   }
 }
@@ -247,16 +252,19 @@ function koaKit(fw: Pick<Frameworks, 'Koa' | 'Router' | 'bodyParser'>, kind: Ser
     router.get('/throwing', async (ctx) => {
       ctx.body = await work.throwing(probe, id(ctx), ctx.scope, param(ctx.query, 'hang') === '1')
     })
+    router.get('/abortable', async (ctx) => {
+      ctx.body = await work.abortable(probe, id(ctx), ctx.signal)
+    })
     app.use(router.routes())
     const { server, port, scheme, close } = await serve(kind, app.callback())
-    return { name: 'koa', url: `${scheme}://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, close }
+    return { name: 'koa', url: `${scheme}://127.0.0.1:${port}`, port, server, guard: middleware.guard, probe, responses, logs: [], close }
   },
   }
 }
 
 function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string): AdapterKit {
   // Fastify's own HTTP/2: `http2: true` with `https` and `allowHTTP1`; the instance API is the same.
-  const Fastify = (kind === 'http' ? fw : () => fw({ http2: true, https: { ...tlsPair, allowHTTP1: true } } as never)) as typeof fw
+  const Fastify = ((extra: Record<string, unknown> = {}) => fw({ ...extra, ...(kind === 'http' ? {} : { http2: true, https: { ...tlsPair, allowHTTP1: true } }) } as never)) as typeof fw
   return {
   name: 'fastify',
   title,
@@ -273,7 +281,9 @@ function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string):
   async start(options) {
     const probe = new Probe()
     const responses = new Set<NodeJS.EventEmitter>()
-    const app = Fastify()
+    const logs: string[] = []
+    // Fastify's own logger at warn level, into `logs`: what a disconnect makes it print.
+    const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => void logs.push(line) } } })
     await app.register(fastifyGuard, options ?? {})
     app.addHook('onRequest', async (_request, reply) => {
       responses.add(reply.raw)
@@ -310,6 +320,7 @@ function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string):
     app.post('/context', context)
     app.get('/context-off', async () => ({ current: currentSignal() !== undefined }))
     app.get('/throwing', async (request: Req) => work.throwing(probe, id(request), request.scope, param(request.query, 'hang') === '1'))
+    app.get('/abortable', async (request: Req) => work.abortable(probe, id(request), request.scope.signal))
     const sockets = track(app.server)
     await app.listen({ port: 0, host: '127.0.0.1' })
     const server = app.server
@@ -322,6 +333,7 @@ function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string):
       guard: app.leakGuard,
       probe,
       responses,
+      logs,
       close: async () => {
         if (kind === 'http') server.closeAllConnections()
         for (const socket of sockets) socket.destroy()

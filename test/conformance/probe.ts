@@ -109,6 +109,13 @@ export const work = {
     return { ok: true }
   },
 
+  /** What most handlers do: awaits signal-aware work, which rejects with an AbortError (cause: the scope's reason) on abort. */
+  async abortable(probe: Probe, id: string, signal: AbortSignal): Promise<unknown> {
+    probe.start(id, signal)
+    await sleep(10_000, undefined, { signal })
+    return { aborted: false }
+  },
+
   /** Checks that `currentScope()` is this request's scope across timers, promise chains and emitters. */
   async context(probe: Probe, id: string, scope: RequestScope): Promise<unknown> {
     const record = probe.start(id, scope.signal)

@@ -48,7 +48,7 @@ describe('entry points', () => {
     const before = ['bindRequestEvents', 'currentScope', 'trackWork', 'answerAbortedResponse', 'neutraliseLateWrites', 'validateRouteTimeout', 'readinessAnswer', 'kExternalClose', 'kCloseServer', 'takeSnapshot', 'logLeak', 'invalid', 'checkKeys', 'integer', 'integerOrFalse', 'boolean']
     for (const name of [...before, ...moved]) expect(adapter, name).to.have.property(name)
     // The answer primitives, the shutdown hook and the guard brand the adapters use now.
-    for (const name of ['needsAnswer', 'writeRaw', 'cut', 'abortAnswer', 'frameworkCloses', 'isGuard', 'createScopeSlot', 'withGuard', 'subscribeAbort']) expect(adapter, name).to.have.property(name)
+    for (const name of ['needsAnswer', 'writeRaw', 'cut', 'abortAnswer', 'frameworkCloses', 'isGuard', 'subscribeAbort']) expect(adapter, name).to.have.property(name)
     expect(adapter.answerAbortedResponse).to.equal(adapter.writeRaw)
   })
 

@@ -3,8 +3,8 @@
  * Fastify) and integrations (`@leak-guard/pg`, `@leak-guard/bullmq`). Application code uses the main
  * entry; what is here drives a request scope's lifecycle, answers for it, or attaches work to it.
  *
- * A request's life through the SPI: `guard.begin(req, res, ctx, host, timeout)` starts its scope
- * (`createScopeSlot()` does it for a framework with a per-request object), `guard.enter(scope, fn)` runs
+ * A request's life through the SPI: `guard.begin(req, res, ctx, host, timeout)` starts its scope,
+ * `guard.enter(scope, fn)` runs
  * the framework's chain inside it, `bindRequestEvents(req, scope)` keeps body-stream callbacks in it,
  * the `ScopeHost` answers aborts through the framework (or core writes `writeRaw()`), the response's
  * `'close'` ends it. Integrations read the current scope (`currentScope()`) and attach their work with
@@ -19,18 +19,20 @@
 export { bindRequestEvents, currentScope } from './scope/context.js'
 export type { Guard, Closeable, WorkKind, LeakEvent } from './scope/guard.js'
 export type { RequestScope, ScopeHost, ScopeOutcome, SpawnedTask, AnyRequest, AnyResponse, ScopedWork } from './scope/request-scope.js'
-export { createScopeSlot, withGuard } from './adapter-kit.js'
-export type { ScopeSlot } from './adapter-kit.js'
 export { isGuard } from './brand.js'
 export { validateRouteTimeout } from './timeout/route-timeout.js'
 
 // Work attached to a scope.
 export { trackWork, expireDeadline, subscribeAbort } from './scope/track.js'
 export { withCause } from './errors.js'
+export { isOwnAbort, isUnanswerableAbort } from './scope/late-error.js'
+export { warnWiring, checkSecondGuard } from './scope/wiring.js'
+export type { WiringWarningCode } from './scope/wiring.js'
 export type { TrackedKind } from './scope/track.js'
 
 // The answer to an abort, and readiness.
 export { needsAnswer, writeRaw, cut, neutraliseLateWrites, readinessAnswer } from './respond/index.js'
+export { checkClosingState } from './server/readiness.js'
 export type { AbortAnswer, AnswerBody, ClosingState, ReadinessAnswer } from './respond/index.js'
 export { abortAnswer } from './respond/of-guard.js'
 /** @deprecated Renamed `writeRaw` (same signature). */

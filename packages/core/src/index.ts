@@ -52,7 +52,7 @@ export type { GuardSnapshot, ScopeSnapshot, TaskSnapshot } from './observe/snaps
 export { createDebugHandler, dumpOnSignal } from './observe/debug.js'
 export type { DebugHandler, DumpOnSignalOptions } from './observe/debug.js'
 export { createMetrics } from './observe/metrics.js'
-export type { MetricsOptions, GuardMetrics } from './observe/metrics.js'
+export type { MetricsOptions, GuardMetrics, MetricsRegistry, MetricsClient } from './observe/metrics.js'
 export type { LeakLogger } from './observe/leak-log.js'
 
 export { ClientQueueFullError, ClientTimeoutError } from './errors.js'

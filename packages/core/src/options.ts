@@ -59,6 +59,23 @@ export function integerOrFalse(option: string, value: unknown, fallback: number 
   return value
 }
 
+/**
+ * The longest delay a Node timer holds: 2^31 − 1 ms (about 24.8 days). A longer one does not wait
+ * longer: Node warns (TimeoutOverflowWarning) and fires it after 1 ms, so a 2^31 ms timeout would
+ * answer every request 503 at once.
+ */
+export const MAX_TIMER = 2_147_483_647
+
+/** A duration in milliseconds a timer can hold (`min`..2^31 − 1), or `undefined` for the default. */
+export function milliseconds(option: string, value: unknown, fallback: number, min = 1): number {
+  return integer(option, value, fallback, min, MAX_TIMER)
+}
+
+/** Like `milliseconds`, but `false` turns the feature off. */
+export function millisecondsOrFalse(option: string, value: unknown, fallback: number | false, min = 1): number | false {
+  return integerOrFalse(option, value, fallback, min, MAX_TIMER)
+}
+
 export function boolean(option: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback
   if (typeof value !== 'boolean') throw invalid(option, 'a boolean', value)

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import { createReadinessHandler, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { bindRequestEvents, createScopeSlot, validateRouteTimeout, withGuard, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { bindRequestEvents, checkSecondGuard, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -18,11 +18,113 @@ declare global {
   }
 }
 
+const kScope = Symbol('leak-guard.express.scope')
+const kInstalled = Symbol.for('leak-guard.express.installed.v1')
+const kPromiseAware = Symbol.for('leak-guard.express.promise-aware.v1')
+const kGuard = Symbol('leak-guard.express.guard')
+
+interface ScopedRequest {
+  [kScope]?: RequestScope
+  [kGuard]?: Guard
+  [kInstalled]?: true
+}
+
+const afterRoutes =
+  'leakGuard() runs after routes that handle requests: `req.signal` and `req.scope` are undefined there and those requests have no deadline. Mount it first, before body parsers and routes.'
+
 /**
  * `req.signal` and `req.scope` are getters on the app's request prototype (Express keeps one per app
- * and sub-apps inherit it): see `createScopeSlot()`.
+ * and sub-apps inherit it), so a request pays for one own property, and the AbortSignal is only
+ * created if someone reads it.
  */
-const slot = createScopeSlot('express')
+function install(proto: object): void {
+  Object.defineProperties(proto, {
+    [kInstalled]: { value: true, configurable: true },
+    signal: {
+      configurable: true,
+      get(this: ScopedRequest) {
+        const scope = this[kScope]
+        // Read by a handler the middleware did not run before: it is mounted after the routes.
+        if (scope === undefined) warnWiring(proto, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+        return scope?.signal
+      },
+    },
+    scope: {
+      configurable: true,
+      get(this: ScopedRequest) {
+        return this[kScope]
+      },
+    },
+  })
+}
+
+/**
+ * leak-guard has answered the request (503 on timeout or shutdown) or its client left: an error from
+ * its handler can reach nobody. `leakGuardErrorHandler()` and the Express 4 rejection watch drop it.
+ */
+function answeredOrGone(scope: RequestScope, res: Response): boolean {
+  return scope.aborted && (res.headersSent || scope.ended)
+}
+
+type Handle = (req: Request, res: Response, next: NextFunction) => unknown
+
+interface Express4Layer {
+  handle: Handle
+  handle_request(req: Request, res: Response, next: NextFunction): void
+  [kPromiseAware]?: true
+}
+
+/**
+ * Express 4 ignores the promise a handler returns, so when leak-guard aborts a request (deadline,
+ * disconnect, shutdown) the handler's `await sleep(…, { signal })` rejection is unhandled and Node
+ * exits: leak-guard would turn a timeout into an outage. Express 4's `Layer#handle_request` (one class
+ * per copy of Express, found from the app's router) is taught to look at that promise for requests
+ * with a scope: a rejection of a request leak-guard answered or whose client left is dropped and
+ * counted as late work (Express 5 + `leakGuardErrorHandler()` does the same); any other rejection is
+ * rethrown unchanged, so it stays unhandled exactly as Express 4 users know it. Express 5 (router 2,
+ * `handleRequest`) handles promises itself and is left alone. No process-wide rejection handler.
+ */
+function watchExpress4Promises(req: Request): void {
+  const stack = (req as unknown as { app?: { _router?: { stack?: unknown[] } } }).app?._router?.stack
+  const layer = stack?.[0] as object | undefined
+  if (layer === undefined || layer === null) return
+  const proto = Object.getPrototypeOf(layer) as Express4Layer
+  if (typeof proto.handle_request !== 'function' || proto[kPromiseAware] === true) return
+  const original = proto.handle_request
+  Object.defineProperty(proto, kPromiseAware, { value: true })
+  proto.handle_request = function handle(this: Express4Layer, req: Request, res: Response, next: NextFunction): void {
+    const scope = (req as unknown as ScopedRequest)[kScope]
+    const fn = this.handle
+    if (scope === undefined || fn.length > 3) return original.call(this, req, res, next)
+    // Express 4's own body of handle_request, plus a look at the result.
+    let result: unknown
+    try {
+      result = fn(req, res, next)
+    } catch (error) {
+      next(error)
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      ;(result as PromiseLike<unknown>).then(undefined, (error: unknown) => {
+        if (!answeredOrGone(scope, res)) throw error
+        scope.reportLateSettle()
+      })
+    }
+  }
+}
+
+/** The app's router has a route before this middleware (looked at once per app). */
+function routesBefore(req: Request, middleware: unknown): boolean {
+  const app = (req as unknown as { app?: { _router?: { stack?: unknown[] }; router?: { stack?: unknown[] } } }).app
+  // Express 4 keeps its router on `_router`, Express 5 on `router`.
+  const stack = (app?._router ?? app?.router)?.stack
+  if (!Array.isArray(stack)) return false
+  for (const layer of stack as Array<{ handle?: unknown; route?: unknown }>) {
+    if (layer.handle === middleware) return false
+    if (layer.route !== undefined && layer.route !== null) return true
+  }
+  return false
+}
 
 interface RoutedRequest {
   baseUrl?: string
@@ -57,17 +159,31 @@ export interface LeakGuardMiddleware extends RequestHandler {
 export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const guard = createGuard(options)
   const context = guard.options.context
-  return withGuard<RequestHandler>(function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
-    // Mounted twice (app and sub-app): the first scope stays the request's scope.
-    const scope = slot.begin(req, guard, req, res, undefined, host)
-    if (scope === undefined) return next()
+  const middleware = function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const scoped = req as unknown as ScopedRequest
+    // Mounted twice (app and sub-app): the first scope stays the request's scope. With other options
+    // the second one's are silently ignored: say so, once per app.
+    if (scoped[kScope] !== undefined) {
+      checkSecondGuard(Object.getPrototypeOf(req) as object, scoped[kGuard], guard)
+      return next()
+    }
+    if (scoped[kInstalled] !== true) {
+      install(Object.getPrototypeOf(req) as object)
+      watchExpress4Promises(req)
+      if (routesBefore(req, middleware)) warnWiring(Object.getPrototypeOf(req) as object, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+    }
+    const scope = guard.begin(req, res, undefined, host)
+    scoped[kScope] = scope
+    scoped[kGuard] = guard
     if (context) {
       bindRequestEvents(req, scope)
       guard.enter(scope, next)
     } else {
       next()
     }
-  }, guard)
+  }
+  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
+  return middleware as LeakGuardMiddleware
 }
 
 /**
@@ -81,7 +197,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
 export function withTimeout(ms: number | false): RequestHandler {
   const timeout = validateRouteTimeout(ms)
   return function leakGuardTimeout(req: Request, _res: Response, next: NextFunction): void {
-    slot.get(req)?.setTimeout(timeout)
+    ;(req as unknown as ScopedRequest)[kScope]?.setTimeout(timeout)
     next()
   }
 }
@@ -100,8 +216,8 @@ export function withTimeout(ms: number | false): RequestHandler {
  */
 export function leakGuardErrorHandler(): ErrorRequestHandler {
   return function leakGuardErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
-    const scope = slot.get(req)
-    if (scope !== undefined && scope.aborted && (res.headersSent || scope.ended)) {
+    const scope = (req as unknown as ScopedRequest)[kScope]
+    if (scope !== undefined && answeredOrGone(scope, res)) {
       scope.reportLateSettle()
       return
     }

@@ -18,7 +18,7 @@ import {
   type LeakGuardError,
   type RequestScope,
 } from '@leak-guard/core'
-import { abortAnswer, frameworkCloses, needsAnswer, readinessAnswer, logLeak, validateRouteTimeout, type AnswerBody, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { abortAnswer, checkClosingState, frameworkCloses, isUnanswerableAbort, needsAnswer, readinessAnswer, logLeak, validateRouteTimeout, type AnswerBody, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer } from '@leak-guard/core'
@@ -118,6 +118,12 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
       if (!r.sent) sendAbort(r, error, body)
       return true
     },
+    // `reply.sent` is true once hijacked or ended: hijacked is sent but not ended. Checked only when a
+    // deadline or shutdown hits, so hijack() itself needs no wrapping.
+    handedOver(reply) {
+      const r = reply as FastifyReply
+      return r.sent && !r.raw.writableEnded
+    },
   }
 
   fastify.decorate('leakGuard', guard)
@@ -136,7 +142,9 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     const handler = route.handler
     const url = route.url
     route.handler = function leakGuardHandler(this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
-      const scope = request.scope
+      // `scope` is undefined when another plugin's onRoute (ran after ours) calls this wrapper with other
+      // arguments: @fastify/websocket calls a websocket route's handler as (socket, request).
+      const scope = (request as { scope?: RequestScope | null }).scope ?? null
       if (scope !== null) scope.route = url
       const result = (handler as (this: FastifyInstance, req: FastifyRequest, rep: FastifyReply) => unknown).call(this, request, reply)
       if (scope === null || result === reply || result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') {
@@ -149,7 +157,9 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
       return (result as PromiseLike<unknown>).then(
         (value) => (answered(scope) ? late(scope) : value),
         (error: unknown) => {
-          if (answered(scope)) return late(scope)
+          // A client that left makes the handler's awaited work reject with the scope's own abort:
+          // Fastify's error handler would log it as a 500 for every disconnect, with nobody to answer.
+          if (answered(scope) || isUnanswerableAbort(scope, reply.raw, error)) return late(scope)
           throw error
         },
       )
@@ -198,6 +208,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
  * app.get('/readyz', readiness(app.leakGuard))
  */
 export function readiness(state: ClosingState) {
+  checkClosingState(state)
   return function leakGuardReadiness(request: FastifyRequest, reply: FastifyReply): void {
     const answer = readinessAnswer(state, request.raw.httpVersionMajor >= 2)
     reply.code(answer.status).headers(answer.headers).send(answer.body)

@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import { createGuard, type Guard, type GuardOptions, type LeakGuardError, type RequestScope } from '@leak-guard/core'
-import { abortAnswer, createScopeSlot, needsAnswer, readinessAnswer, validateRouteTimeout, withGuard, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { abortAnswer, checkClosingState, checkSecondGuard, isUnanswerableAbort, needsAnswer, readinessAnswer, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -17,19 +17,61 @@ declare module 'koa' {
   }
 }
 
-/** `ctx.signal`, `ctx.scope` and `ctx.leakGuard` live on the app's context prototype: see `createScopeSlot()`. */
-const slot = createScopeSlot('koa', (guard) => ({ leakGuard: guard }))
+const kScope = Symbol('leak-guard.koa.scope')
+const kInstalled = Symbol.for('leak-guard.koa.installed.v1')
+
+const kGuard = Symbol('leak-guard.koa.guard')
 const kSettle = Symbol('leak-guard.koa.settle')
 
 /** Settles the middleware's wait for the rest of the chain early: with the abort's error, or `undefined`. */
 type Settle = (error: LeakGuardError | undefined) => void
 
 interface ScopedContext {
+  [kScope]?: RequestScope
+  [kGuard]?: Guard
+  [kInstalled]?: true
   /** Set while the middleware waits for the rest of the chain; the host's answer/cut settles it. */
   [kSettle]?: Settle | undefined
 }
 
+const afterRoutes =
+  'leakGuard() runs after the routes (or not before them): `ctx.signal` and `ctx.scope` are undefined there and those requests have no deadline. Mount it first: app.use(leakGuard()) before the router.'
+
+/** A router's middleware (@koa/router's `routes()` carries `.router`) comes before `middleware` in the app. */
+function routesBefore(ctx: AnyContext, middleware: unknown): boolean {
+  const stack = (ctx.app as { middleware?: unknown[] }).middleware
+  if (!Array.isArray(stack)) return false
+  for (const fn of stack as Array<{ router?: unknown }>) {
+    if (fn === middleware) return false
+    if (fn.router !== undefined) return true
+  }
+  return false
+}
+
 type AnyContext = ParameterizedContext
+
+/** Getters on the app's context prototype: a request pays for one own property. */
+function install(proto: object, guard: Guard): void {
+  Object.defineProperties(proto, {
+    [kInstalled]: { value: true, configurable: true },
+    signal: {
+      configurable: true,
+      get(this: ScopedContext) {
+        const scope = this[kScope]
+        // Read by a middleware the guard did not run before: it is mounted after the routes.
+        if (scope === undefined) warnWiring(proto, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+        return scope?.signal
+      },
+    },
+    scope: {
+      configurable: true,
+      get(this: ScopedContext) {
+        return this[kScope]
+      },
+    },
+    leakGuard: { value: guard, configurable: true },
+  })
+}
 
 interface DestroyableStream {
   pipe(...args: unknown[]): unknown
@@ -124,10 +166,20 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const guard = createGuard(options)
   const context = guard.options.context
   const body = abortAnswer(guard).custom
-  return withGuard<Middleware>(async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
-    const scope = slot.begin(ctx, guard, ctx.req, ctx.res, ctx, host)
-    if (scope === undefined) return next()
+  const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
     const scoped = ctx as unknown as ScopedContext
+    if (scoped[kScope] !== undefined) {
+      // A second leakGuard() on the same request: the first one's options apply.
+      checkSecondGuard(Object.getPrototypeOf(ctx) as object, scoped[kGuard], guard)
+      return next()
+    }
+    if (scoped[kInstalled] !== true) {
+      install(Object.getPrototypeOf(ctx) as object, guard)
+      if (routesBefore(ctx, middleware)) warnWiring(Object.getPrototypeOf(ctx) as object, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+    }
+    const scope = guard.begin(ctx.req, ctx.res, ctx, host)
+    scoped[kScope] = scope
+    scoped[kGuard] = guard
     try {
       await (context ? guard.enter(scope, () => runChain(scoped, scope, next)) : runChain(scoped, scope, next))
     } catch (error) {
@@ -139,9 +191,19 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
         ctx.body = body.payload
         return
       }
+      // The handler's work rejected with the scope's own abort after its client left (or after
+      // leak-guard answered): nobody can be answered, and Koa's onerror would print the AbortError's
+      // stack for every disconnect. Count it as late work if it settled late; Koa's respond() then
+      // finds the response unwritable and does nothing.
+      if (isUnanswerableAbort(scope, ctx.res, error)) {
+        scope.reportLateSettle()
+        return
+      }
       throw error
     }
-  }, guard)
+  }
+  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
+  return middleware as LeakGuardMiddleware
 }
 
 /**
@@ -154,7 +216,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
 export function withTimeout(ms: number | false): Middleware {
   const timeout = validateRouteTimeout(ms)
   return function leakGuardTimeout(ctx: AnyContext, next: Next) {
-    slot.get(ctx)?.setTimeout(timeout)
+    ;(ctx as unknown as ScopedContext)[kScope]?.setTimeout(timeout)
     return next()
   }
 }
@@ -169,6 +231,7 @@ export function withTimeout(ms: number | false): Middleware {
  * app.use(readiness(mw.guard, '/readyz'))
  */
 export function readiness(state: ClosingState, path?: string): Middleware {
+  checkClosingState(state)
   return function leakGuardReadiness(ctx: AnyContext, next: Next) {
     if (path !== undefined && ctx.path !== path) return next()
     const answer = readinessAnswer(state, ctx.req.httpVersionMajor >= 2)

@@ -1,7 +1,7 @@
 import * as http from 'node:http'
 import * as https from 'node:https'
 import { ClientQueueFullError } from '../errors.js'
-import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { boolean, checkKeys, integer, integerOrFalse, invalid, milliseconds } from '../options.js'
 import { storage } from '../scope/context.js'
 import { kSubscribe } from '../symbols.js'
 import { isGuard } from '../brand.js'
@@ -116,7 +116,7 @@ export function createAgent(options?: AgentOptions): BoundedAgent {
   const maxSockets = integer('maxSockets', o.maxSockets, 32, 1, 65_535)
   const maxFreeSockets = integer('maxFreeSockets', o.maxFreeSockets, 8, 1, 65_535)
   const maxQueue = integerOrFalse('maxQueue', o.maxQueue, 256, 0)
-  const timeout = integer('timeout', o.timeout, 4_000, 1, 2_147_483_647)
+  const timeout = milliseconds('timeout', o.timeout, 4_000)
   const bindScope = boolean('scope', o.scope, true)
 
   const Ctor = protocol === 'https:' ? https.Agent : http.Agent

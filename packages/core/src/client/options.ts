@@ -1,4 +1,4 @@
-import { checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, integer, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import type { Closeable } from '../types.js'
 import { isGuard } from '../brand.js'
 
@@ -88,7 +88,6 @@ const clientKeys = [
   'guard',
 ] as const
 
-const MAX_TIMER = 2_147_483_647
 
 export function resolveHttpClientOptions(options?: HttpClientOptions): ResolvedHttpClientOptions {
   const o = checkKeys('createHttpClient()', options, clientKeys)
@@ -103,11 +102,11 @@ export function resolveHttpClientOptions(options?: HttpClientOptions): ResolvedH
   return {
     connections: integer('connections', o.connections, 32, 1, 65_535),
     maxQueue: integerOrFalse('maxQueue', o.maxQueue, 256, 0),
-    timeout: integerOrFalse('timeout', o.timeout, 30_000, 1, MAX_TIMER),
-    keepAliveTimeout: integer('keepAliveTimeout', o.keepAliveTimeout, 4_000, 1, MAX_TIMER),
-    connectTimeout: integer('connectTimeout', o.connectTimeout, 10_000, 1, MAX_TIMER),
-    headersTimeout: integer('headersTimeout', o.headersTimeout, 30_000, 1, MAX_TIMER),
-    bodyTimeout: integer('bodyTimeout', o.bodyTimeout, 30_000, 1, MAX_TIMER),
+    timeout: millisecondsOrFalse('timeout', o.timeout, 30_000),
+    keepAliveTimeout: milliseconds('keepAliveTimeout', o.keepAliveTimeout, 4_000),
+    connectTimeout: milliseconds('connectTimeout', o.connectTimeout, 10_000),
+    headersTimeout: milliseconds('headersTimeout', o.headersTimeout, 30_000),
+    bodyTimeout: milliseconds('bodyTimeout', o.bodyTimeout, 30_000),
     connect: connect as Record<string, unknown> | undefined,
     guard: guard as ClientOwner | undefined,
   }

@@ -1,4 +1,4 @@
-import { integer, integerOrFalse, invalid } from '../options.js'
+import { integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import type { RequestScope } from '../scope/request-scope.js'
 import type { Guard } from '../scope/guard.js'
 import { isGuard } from '../brand.js'
@@ -76,9 +76,9 @@ export function resolveAdmission(o: Record<string, unknown>, concurrency: number
   return {
     concurrency,
     maxQueue: maxQueue === false ? Infinity : maxQueue,
-    queueTimeout: integerOrFalse('queueTimeout', o.queueTimeout, false),
+    queueTimeout: millisecondsOrFalse('queueTimeout', o.queueTimeout, false),
     maxPerRequest: maxPerRequest === false ? Infinity : maxPerRequest,
-    closeTimeout: integer('closeTimeout', o.closeTimeout, 10_000),
+    closeTimeout: milliseconds('closeTimeout', o.closeTimeout, 10_000),
     guard: guard as Guard | undefined,
   }
 }

@@ -1,12 +1,21 @@
+import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { isAbsolute } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { ResourceLimits, TransferListItem } from 'node:worker_threads'
+import type { ResourceLimits, Worker } from 'node:worker_threads'
 import { Piscina } from 'piscina'
 import { PoolClosedError, WorkerError, WorkerExitError, WorkerResourceLimitsError } from '../errors.js'
-import { checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, integer, invalid, millisecondsOrFalse } from '../options.js'
 import { Admission } from './admission.js'
 import { admissionKeys, resolveAdmission, type AdmissionOptions, type RunOptions } from './options.js'
 import type { Task } from './task.js'
+
+/**
+ * What a worker's `transferList` may hold. Derived from `Worker#postMessage` rather than named:
+ * @types/node 26 dropped `TransferListItem` from `node:worker_threads` (it is `Transferable` there),
+ * and a consumer's `tsc --strict` without `skipLibCheck` must pass on @types/node 20 to 26.
+ */
+export type TransferListItem = NonNullable<Parameters<Worker['postMessage']>[1]>[number]
 
 export interface ThreadPoolOptions extends AdmissionOptions {
   /**
@@ -95,8 +104,12 @@ export class ThreadPool extends Admission {
     }
     if (typeof filename !== 'string' || filename === '') throw invalid('filename', 'an absolute path or a `file:` URL', o.filename)
     const path = filename.startsWith('file:') ? fileURLToPath(filename) : filename
+    // A relative path would be resolved against the worker's cwd at the first run(), and a missing file
+    // would only surface there as LG_ERR_WORKER_ERROR: both are mistakes of the call, said here.
+    if (!isAbsolute(path)) throw invalid('filename', 'an absolute path or a `file:` URL', filename)
+    if (!existsSync(path)) throw invalid('filename', 'the path of an existing file', filename)
     const threads = integer('threads', o.threads, Math.max(1, availableParallelism()), 1, 1024)
-    const idleTimeout = integerOrFalse('idleTimeout', o.idleTimeout, false)
+    const idleTimeout = millisecondsOrFalse('idleTimeout', o.idleTimeout, false)
     const limits = o.resourceLimits
     if (limits !== undefined) {
       if (limits === null || typeof limits !== 'object' || Array.isArray(limits)) throw invalid('resourceLimits', 'an object of worker_threads resource limits', limits)

@@ -1,11 +1,29 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { checkKeys, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, invalid, millisecondsOrFalse } from '../options.js'
 import type { Guard } from '../scope/guard.js'
 import { isGuard } from '../brand.js'
 import type { RequestScope, ScopeOutcome } from '../scope/request-scope.js'
 
 type PromClient = typeof import('prom-client')
+
+/**
+ * What leak-guard needs of a prom-client `Registry`, spelled out so that these declarations do not
+ * import prom-client's: an app without the optional peer installed still type-checks without
+ * `skipLibCheck`. Any prom-client `Registry` (or `AggregatorRegistry`) fits.
+ */
+export interface MetricsRegistry {
+  registerMetric(metric: never): void
+  removeSingleMetric(name: string): void
+}
+
+/** What leak-guard needs of the prom-client module (see `MetricsRegistry`); `import * as client from 'prom-client'` fits. */
+export interface MetricsClient {
+  Counter: abstract new (configuration: never) => unknown
+  Gauge: abstract new (configuration: never) => unknown
+  Histogram: abstract new (configuration: never) => unknown
+  register: MetricsRegistry
+}
 
 export interface MetricsOptions {
   /**
@@ -13,7 +31,7 @@ export interface MetricsOptions {
    * master aggregates with `AggregatorRegistry`.
    * @default prom-client's global `register`
    */
-  register?: Registry
+  register?: MetricsRegistry
   /**
    * Prefix of every metric name.
    * @default 'leakguard_'
@@ -35,7 +53,7 @@ export interface MetricsOptions {
    * call) from where @leak-guard/core is installed; pass yours when that would find another copy.
    * @default await import('prom-client')
    */
-  client?: PromClient
+  client?: MetricsClient
 }
 
 /** The Prometheus metrics of one guard in one registry. */
@@ -138,7 +156,7 @@ export async function createMetrics(guard: Guard, options?: MetricsOptions): Pro
   if (!Array.isArray(buckets) || buckets.length === 0 || buckets.some((b, i) => typeof b !== 'number' || !(b > 0) || !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]))) {
     throw invalid('buckets', 'a non-empty increasing array of positive numbers', buckets)
   }
-  const resolution = integerOrFalse('eventLoopDelay', o.eventLoopDelay, 20)
+  const resolution = millisecondsOrFalse('eventLoopDelay', o.eventLoopDelay, 20)
   if (o.register !== undefined && (o.register === null || typeof (o.register as Registry).registerMetric !== 'function')) {
     throw invalid('register', 'a prom-client Registry', o.register)
   }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import type { LeakGuardError } from '../errors.js'
-import { boolean, checkKeys, httpStatus, integer, integerOrFalse, invalid } from '../options.js'
+import { boolean, checkKeys, httpStatus, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
 import type { Closeable, LeakEvent, ShutdownSummary, WorkKind } from '../types.js'
@@ -107,12 +107,12 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
     throw invalid('logger', 'an object with a `warn` function', logger)
   }
   return {
-    timeout: integerOrFalse('timeout', o.timeout, 30_000),
+    timeout: millisecondsOrFalse('timeout', o.timeout, 30_000),
     timeoutStatus: httpStatus('timeoutStatus', o.timeoutStatus, 503),
     timeoutBody: body as ResolvedGuardOptions['timeoutBody'],
     retryAfter: integerOrFalse('retryAfter', o.retryAfter, 1, 0, 86_400),
     context: boolean('context', o.context, true),
-    leakGracePeriod: integer('leakGracePeriod', o.leakGracePeriod, 1_000),
+    leakGracePeriod: milliseconds('leakGracePeriod', o.leakGracePeriod, 1_000),
     captureStacks: boolean('captureStacks', o.captureStacks, false),
     logger: logger as LeakLogger | undefined,
   }

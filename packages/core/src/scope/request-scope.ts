@@ -8,7 +8,7 @@ import {
   TimeoutError,
   requestEnded,
 } from '../errors.js'
-import { invalid } from '../options.js'
+import { invalid, MAX_TIMER } from '../options.js'
 import { deliver, needsAnswer, type AbortAnswer } from '../respond/index.js'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { captureUserStack } from '../observe/stack.js'
@@ -32,6 +32,14 @@ export interface ScopeHost {
    * let core destroy the response.
    */
   cut?(scope: RequestScope, error: LeakGuardError, ctx: unknown): boolean
+  /**
+   * The framework handed the raw response to the handler (Fastify's `reply.hijack()`: SSE written by
+   * hand, a WebSocket upgrade). Read only when a deadline or a shutdown hits, so it costs nothing per
+   * request. A hijacked response is out of the deadline, as Fastify's own `handlerTimeout` clears its
+   * timer on hijack; a shutdown still aborts its signal but leaves the response to its owner (the
+   * drain's `force()` closes it at `forceAfter`). A client disconnect ends the scope as usual.
+   */
+  handedOver?(ctx: unknown): boolean
   /** The matched route pattern, read when a dump asks and once when the request ends (Express, Koa). */
   routeOf?(ctx: unknown, res: AnyResponse): string | undefined
 }
@@ -164,10 +172,12 @@ export class RequestScope {
   #tasks: Set<SpawnedTask> | undefined
   #endTime: number
   #abortTime: number
-  /** @internal */ [kDeadline]: number
-  /** @internal */ [kList]: DeadlineList<never> | undefined
-  /** @internal */ [kPrev]: RequestScope | undefined
-  /** @internal */ [kNext]: RequestScope | undefined
+  // Deadline-list links: keyed by symbols only core holds, but kept in the declarations (not stripped)
+  // because the scope's type must satisfy DeadlineEntry where the guard's deadline list is declared.
+  [kDeadline]: number
+  [kList]: DeadlineList<never> | undefined
+  [kPrev]: RequestScope | undefined
+  [kNext]: RequestScope | undefined
   /** @internal */ [kLivePrev]: RequestScope | undefined
   /** @internal */ [kLiveNext]: RequestScope | undefined
 
@@ -280,8 +290,8 @@ export class RequestScope {
    * override. `false` removes the deadline (streaming routes); a deadline already passed fires at once.
    */
   setTimeout(ms: number | false): void {
-    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1)) {
-      throw invalid('timeout', 'a positive integer or `false`', ms)
+    if (ms !== false && (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > MAX_TIMER)) {
+      throw invalid('timeout', `an integer from 1 to ${MAX_TIMER} or \`false\``, ms)
     }
     if (this.#state !== OPEN) return
     this.#disarm()
@@ -518,6 +528,17 @@ export class RequestScope {
     // Fully written and waiting for its 'close' (on HTTP/2 that waits for the client's end of stream
     // too): answered in time, so not a timeout; the close ends the scope.
     if (error === undefined && this.#res?.writableEnded === true) return
+    if (this.#host?.handedOver?.(this.#ctx) === true) {
+      if (error === undefined) {
+        // The deadline passed on a hijacked response: it no longer has one (like `setTimeout(false)`).
+        this.#disarm()
+        this.#timeout = false
+        this.#flags |= STREAMING
+      } else {
+        this.abort(error)
+      }
+      return
+    }
     const answer = this.#owner.answer
     const reason = error ?? answer.timeout(this.#timeout as number)
     this.abort(reason)

@@ -35,7 +35,9 @@ export interface DrainCounters {
  * connection, nothing per request), and drains them on shutdown:
  * - requests that arrive during the drain are answered 503 + `Connection: close` before the app sees them
  *   (`'serve'`: the app serves them, answered with `Connection: close`, until the grace period ends);
- * - in-flight HTTP/1 responses get `Connection: close`, and their socket closes once they finish;
+ * - in-flight HTTP/1 responses get `Connection: close`, and their socket closes once they finish; a
+ *   response whose headers already promised keep-alive keeps its socket open for the request the peer
+ *   may send on it, answered with `Connection: close` (never reset), until the grace period ends;
  * - idle HTTP/1 sockets close at once, no waiting for `keepAliveTimeout` (`'serve'`: they stay open
  *   until used once, closed by the peer, or `force()`);
  * - HTTP/2 sessions get GOAWAY (`session.close()`), which lets open streams finish;
@@ -134,6 +136,13 @@ export class ServerDrain {
   endGrace(): void {
     this.#countFinish = false
     this.#graceOver = true
+    // `'close'`: the sockets still open and idle here are those kept for a request in transit after a
+    // response that had promised keep-alive (see #settle); their wait ends with the grace period.
+    if (!this.#serve && this.#draining) {
+      for (const socket of this.#sockets) {
+        if (!socket.destroyed && !hasResponse(socket) && !this.#h2Only && !isH2(socket)) socket.destroy()
+      }
+    }
   }
 
   /**
@@ -289,6 +298,12 @@ export class ServerDrain {
       if (!this.#serve) socket.destroy()
       return
     }
+    // Headers already out without `Connection: close`: the peer was promised keep-alive and its agent
+    // may send the next request the moment this response ends. Closing the socket then resets that
+    // request (ECONNRESET, never retried for a POST): keep it open instead, so the request is answered
+    // with `Connection: close` (`'serve'`: by the app; `'close'`: 503 + `Retry-After`). Node's
+    // `_last` is the flag its own 'finish' handler closes the socket by.
+    const promised = res.headersSent && (res as { _last?: boolean })._last === false
     if (!res.headersSent) res.setHeader('Connection', 'close')
     res.once('finish', () => {
       if (this.#countFinish && !this.#rejected.has(res)) this.counters.finished++
@@ -296,6 +311,9 @@ export class ServerDrain {
       // already ended the socket because of `Connection: close`.
       if (socket.destroyed) return
       if (socket._httpMessage !== undefined && socket._httpMessage !== null) this.#settle(socket)
+      // Open until a request comes (answered with `Connection: close`), the peer closes, Node's
+      // `keepAliveTimeout`, the end of the grace period (`'close'`, see endGrace) or force().
+      else if (promised && !this.#graceOver) return
       else if (socket.writable) socket.destroySoon()
     })
   }

@@ -3,7 +3,7 @@ import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import { InvalidOptionError } from '../errors.js'
-import { checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { checkKeys, integer, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 
 /** A server leak-guard can harden and drain: `http`, `https`, or `http2` (with or without `allowHTTP1`). */
 export type AnyServer = HttpServer | Http2Server | Http2SecureServer
@@ -65,10 +65,10 @@ const hardenKeys = ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'con
 export function resolveHardenOptions(options?: HardenOptions): ResolvedHardenOptions {
   const o = checkKeys('hardenServer()', options, hardenKeys)
   const resolved: ResolvedHardenOptions = {
-    headersTimeout: integerOrFalse('headersTimeout', o.headersTimeout, 10_000),
-    requestTimeout: integerOrFalse('requestTimeout', o.requestTimeout, 30_000),
-    keepAliveTimeout: integer('keepAliveTimeout', o.keepAliveTimeout, 65_000),
-    connectionsCheckingInterval: integer('connectionsCheckingInterval', o.connectionsCheckingInterval, 500),
+    headersTimeout: millisecondsOrFalse('headersTimeout', o.headersTimeout, 10_000),
+    requestTimeout: millisecondsOrFalse('requestTimeout', o.requestTimeout, 30_000),
+    keepAliveTimeout: milliseconds('keepAliveTimeout', o.keepAliveTimeout, 65_000),
+    connectionsCheckingInterval: milliseconds('connectionsCheckingInterval', o.connectionsCheckingInterval, 500),
     maxRequestsPerSocket: integerOrFalse('maxRequestsPerSocket', o.maxRequestsPerSocket, false),
     maxHeadersCount: integer('maxHeadersCount', o.maxHeadersCount, 100),
   }

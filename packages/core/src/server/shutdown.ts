@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import { InvalidOptionError } from '../errors.js'
-import { boolean, checkKeys, integer, integerOrFalse, invalid } from '../options.js'
+import { boolean, checkKeys, invalid, MAX_TIMER, milliseconds, millisecondsOrFalse } from '../options.js'
 import type { ShutdownGuard as Guard, ShutdownSummary } from '../types.js'
 import { isGuard } from '../brand.js'
 import { ServerDrain, type IdleConnections } from './drain.js'
@@ -92,9 +92,9 @@ export function resolveShutdownOptions(options?: ShutdownOptions): ResolvedShutd
     guards = Array.isArray(o.guard) ? [...(o.guard as unknown[])] as Guard[] : [o.guard as Guard]
     for (const g of guards) if (!isGuard(g)) throw invalid('guard', 'a Guard (`middleware.guard`, `fastify.leakGuard`) or an array of them', o.guard)
   }
-  const gracePeriod = integer('gracePeriod', o.gracePeriod, 10_000)
-  const forceAfter = integer('forceAfter', o.forceAfter, gracePeriod + 5_000)
-  const readinessDelay = integerOrFalse('readinessDelay', o.readinessDelay, false)
+  const gracePeriod = milliseconds('gracePeriod', o.gracePeriod, 10_000)
+  const forceAfter = milliseconds('forceAfter', o.forceAfter, Math.min(gracePeriod + 5_000, MAX_TIMER))
+  const readinessDelay = millisecondsOrFalse('readinessDelay', o.readinessDelay, false)
   if (forceAfter <= gracePeriod) {
     throw new InvalidOptionError('forceAfter', `Expected \`forceAfter\` (${forceAfter}) to be greater than \`gracePeriod\` (${gracePeriod})`)
   }

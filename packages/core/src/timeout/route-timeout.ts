@@ -1,4 +1,4 @@
-import { integerOrFalse, invalid } from '../options.js'
+import { invalid, millisecondsOrFalse } from '../options.js'
 
 /**
  * Checks a per-route timeout once, where the route is declared (`withTimeout(ms)`, Fastify route
@@ -6,5 +6,5 @@ import { integerOrFalse, invalid } from '../options.js'
  */
 export function validateRouteTimeout(value: unknown, option = 'timeout'): number | false {
   if (value === undefined) throw invalid(option, 'a positive integer or `false`', value)
-  return integerOrFalse(option, value, false)
+  return millisecondsOrFalse(option, value, false)
 }
