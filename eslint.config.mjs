@@ -34,7 +34,6 @@ export default tseslint.config(
     files: [
       'packages/core/src/observe/**/*.ts',
       'packages/core/src/server/**/*.ts',
-      'packages/core/src/timeout/late-write.ts',
       'packages/core/src/options.ts',
       'packages/fastify/src/**/*.ts',
       'packages/koa/src/**/*.ts',

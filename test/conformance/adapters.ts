@@ -177,6 +177,9 @@ function expressKit(fw: Frameworks['express'], kind: ServerKind, expressGuard: E
     app.get('/context-off', (_req, res) => {
       res.json({ current: currentSignal() !== undefined })
     })
+    app.get('/throwing', route(async (req, res) => {
+      res.json(await work.throwing(probe, id(req), req.scope, param(req.query, 'hang') === '1'))
+    }))
     app.get('/abortable', route(async (req, res) => {
       res.json(await work.abortable(probe, id(req), req.signal))
     }))
@@ -246,6 +249,9 @@ function koaKit(fw: Pick<Frameworks, 'Koa' | 'Router' | 'bodyParser'>, kind: Ser
     router.get('/context-off', (ctx) => {
       ctx.body = { current: currentSignal() !== undefined }
     })
+    router.get('/throwing', async (ctx) => {
+      ctx.body = await work.throwing(probe, id(ctx), ctx.scope, param(ctx.query, 'hang') === '1')
+    })
     router.get('/abortable', async (ctx) => {
       ctx.body = await work.abortable(probe, id(ctx), ctx.signal)
     })
@@ -313,6 +319,7 @@ function fastifyKit(fw: Frameworks['Fastify'], kind: ServerKind, title: string):
     app.get('/context', context)
     app.post('/context', context)
     app.get('/context-off', async () => ({ current: currentSignal() !== undefined }))
+    app.get('/throwing', async (request: Req) => work.throwing(probe, id(request), request.scope, param(request.query, 'hang') === '1'))
     app.get('/abortable', async (request: Req) => work.abortable(probe, id(request), request.scope.signal))
     const sockets = track(app.server)
     await app.listen({ port: 0, host: '127.0.0.1' })

@@ -14,6 +14,8 @@ export interface Record {
   downstreamSkipped?: boolean
   settledAt?: number
   contextOk?: boolean[]
+  /** An `onAbort` handler registered after two throwing abort listeners ran. */
+  ranAfterThrow?: boolean
 }
 
 export class Probe extends EventEmitter {
@@ -85,6 +87,26 @@ export const work = {
     probe.start(id, signal)
     if (!signal.aborted) await once(signal, 'abort')
     return { aborted: true }
+  },
+
+  /**
+   * Registers an abort listener on the signal and an `onAbort` handler that both throw, then the probe's
+   * own listeners after them; answers at once, or (`hang`) once the signal aborts.
+   */
+  async throwing(probe: Probe, id: string, scope: RequestScope, hang: boolean): Promise<unknown> {
+    const signal = scope.signal
+    signal.addEventListener('abort', () => {
+      throw new Error(`abort listener of ${id} threw`)
+    })
+    scope.onAbort(() => {
+      throw new Error(`onAbort handler of ${id} threw`)
+    })
+    const record = probe.start(id, signal)
+    scope.onAbort(() => {
+      record.ranAfterThrow = true
+    })
+    if (hang && !signal.aborted) await once(signal, 'abort')
+    return { ok: true }
   },
 
   /** What most handlers do: awaits signal-aware work, which rejects with an AbortError (cause: the scope's reason) on abort. */

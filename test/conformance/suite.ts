@@ -5,7 +5,7 @@ import { currentSignal } from '@leak-guard/core'
 import { LONG_TIMEOUT, type AdapterKit, type Harness } from './adapters.js'
 import { http1, type Transport } from './transport.js'
 import { trackTimers } from '../helpers/timers.js'
-import { captureProcessNoise } from '../helpers/http.js'
+import { captureProcessNoise, catchUncaught } from '../helpers/http.js'
 
 // The conformance suite: the same behaviour, asserted through real sockets, for every adapter. Each
 // matrix cell (framework major, server kind) calls defineConformance() with its own kits.
@@ -138,6 +138,60 @@ for (const kit of kits) {
           expect(h!.guard.stats().ended['client-closed']).to.equal(1)
         })
       }
+    })
+
+    describe('when abort listeners throw (a signal listener and an onAbort handler)', () => {
+      // Node reports an exception thrown by an EventTarget listener on the next tick, as an uncaught
+      // exception; leak-guard reports a throwing onAbort handler the same way. An app that installed an
+      // 'uncaughtException' handler keeps serving: the scope must still end and be counted.
+      let uncaught: ReturnType<typeof catchUncaught>
+      beforeEach(() => {
+        uncaught = catchUncaught()
+      })
+      afterEach(() => uncaught.restore())
+
+      /** Both throwing listeners were reported, the handler after them ran, the scope is gone and the server serves on. */
+      async function expectIsolated(id: string, outcome: 'ok' | 'timeout' | 'client-closed', reason: string): Promise<void> {
+        await sleep(20)
+        const record = h!.probe.get(id)!
+        expect(record.reason).to.equal(reason)
+        expect(record.ranAfterThrow).to.equal(true)
+        expect(uncaught.messages).to.have.members([`abort listener of ${id} threw`, `onAbort handler of ${id} threw`])
+        const stats = h!.guard.stats()
+        expect(stats.inFlight).to.equal(0)
+        expect(stats.ended[outcome]).to.equal(1)
+        expect(h!.guard.snapshot().scopes).to.deep.equal([])
+        const next = await send(h!.port, { path: '/ok', id: nextId() })
+        expect(next.status).to.equal(200)
+        expect(h!.guard.stats().inFlight).to.equal(0)
+      }
+
+      it('at the normal end: answers 200, ends the scope and keeps serving', async () => {
+        h = await kit.start({ timeout: 1_000 })
+        const id = nextId()
+        const reply = await send(h.port, { path: '/throwing', id })
+        expect(reply.status).to.equal(200)
+        await expectIsolated(id, 'ok', 'LG_ERR_REQUEST_ENDED')
+      })
+
+      it('at the deadline: answers 503, ends the scope and keeps serving', async () => {
+        h = await kit.start({ timeout: DEADLINE })
+        const id = nextId()
+        const reply = await send(h.port, { path: '/throwing?hang=1', id })
+        expect(reply.status).to.equal(503)
+        expect(reply.headers['retry-after']).to.equal('1')
+        await expectIsolated(id, 'timeout', 'LG_ERR_TIMEOUT')
+      })
+
+      it('when the client disconnects: ends the scope and keeps serving', async () => {
+        h = await kit.start({ timeout: 5_000 })
+        const id = nextId()
+        const socket = await t.hang(h.port, 'GET', '/throwing?hang=1', id)
+        await h.probe.started(id)
+        socket.drop()
+        await h.probe.aborted(id)
+        await expectIsolated(id, 'client-closed', 'LG_ERR_CLIENT_CLOSED')
+      })
     })
 
     describe('when many clients leave while their handlers await signal-aware work (a disconnect storm)', () => {

@@ -2,7 +2,8 @@ import { expect } from 'chai'
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { trackTimers } from '../helpers/timers.js'
-import { ClientClosedError, createGuard, currentScope, ShutdownError, TimeoutError, type Guard, type LeakEvent } from '@leak-guard/core'
+import { catchUncaught } from '../helpers/http.js'
+import { ClientClosedError, createDispatcher, createGuard, currentScope, ShutdownError, TimeoutError, type Guard, type LeakEvent } from '@leak-guard/core'
 
 /** A stand-in response: an emitter with the fields the scope reads. Real-socket behaviour is in test/conformance. */
 function fakeResponse() {
@@ -365,5 +366,120 @@ describe('RequestScope', () => {
         res.finish()
       })
     }
+  })
+
+  describe('end and abort pipeline', () => {
+    // Ending or aborting a scope runs in a fixed order: 1. bookkeeping (reason, state, deadline,
+    // registry, outcome), 2. leak-guard's own subscribers (here a dispatcher's queue), 3. the user's
+    // listeners (signal 'abort' listeners, then onAbort handlers), each isolated from the others.
+    let caught: ReturnType<typeof catchUncaught>
+    beforeEach(() => {
+      caught = catchUncaught()
+    })
+    afterEach(() => caught.restore())
+
+    /** Waits until `n` uncaught exceptions came in (they are reported on the next tick). */
+    async function reported(n: number): Promise<string[]> {
+      for (let i = 0; i < 20 && caught.messages.length < n; i++) await sleep(5)
+      return caught.messages
+    }
+
+    const ends = [
+      ['the request ends normally', 'ok', (_: Guard, res: ReturnType<typeof fakeResponse>) => res.finish()],
+      ['the client leaves', 'client-closed', (_: Guard, res: ReturnType<typeof fakeResponse>) => res.leave()],
+      ['shutdown aborts it', 'shutdown', (guard: Guard) => guard.abortAll()],
+    ] as const
+
+    for (const [label, outcome, end] of ends) {
+      it(`has done its bookkeeping before any listener runs when ${label}`, async () => {
+        const guard = createGuard({ timeout: false })
+        const { scope, res } = begin(guard)
+        const seen: unknown[] = []
+        const look = (who: string) => () => seen.push({ who, inFlight: guard.stats().inFlight, listed: [...guard.scopes()].includes(scope), aborted: scope.aborted })
+        scope.signal.addEventListener('abort', look('signal'))
+        scope.onAbort(look('onAbort'))
+        end(guard, res)
+        if (outcome === 'shutdown') {
+          // Aborted and answered, not ended yet: the registry still lists it until its response closes.
+          expect(seen).to.deep.equal([
+            { who: 'signal', inFlight: 1, listed: true, aborted: true },
+            { who: 'onAbort', inFlight: 1, listed: true, aborted: true },
+          ])
+          res.finish()
+        } else {
+          expect(seen).to.deep.equal([
+            { who: 'signal', inFlight: 0, listed: false, aborted: true },
+            { who: 'onAbort', inFlight: 0, listed: false, aborted: true },
+          ])
+        }
+        expect(guard.stats().ended[outcome]).to.equal(1)
+      })
+
+      it(`runs leak-guard's subscribers before the user's listeners, even those added first, when ${label}`, async () => {
+        const guard = createGuard({ timeout: false })
+        const { scope, res } = begin(guard)
+        const d = createDispatcher({ concurrency: 1, guard })
+        let release!: () => void
+        const holder = d.run(() => new Promise<void>((resolve) => (release = resolve)))
+        const order: string[] = []
+        scope.signal.addEventListener('abort', () => order.push(`signal: ${d.stats().queued} queued`))
+        scope.onAbort(() => order.push(`onAbort: ${d.stats().queued} queued`))
+        const queued = scope.run(() => d.run(async () => 'ran'))
+        expect(d.stats().queued).to.equal(1)
+        end(guard, res)
+        // The dispatcher's subscriber dropped the queued task before the user's listeners looked.
+        expect(order).to.deep.equal(['signal: 0 queued', 'onAbort: 0 queued'])
+        expect(await queued.catch((e: { code: string }) => e.code)).to.equal(scope.reason!.code)
+        if (outcome === 'shutdown') res.finish()
+        release()
+        await holder
+        await d.destroy()
+      })
+
+      it(`isolates throwing listeners: the rest run, the scope ends, the errors surface on the next tick, when ${label}`, async () => {
+        const guard = createGuard({ timeout: false })
+        const { scope, res, answered } = begin(guard)
+        const ran: string[] = []
+        scope.signal.addEventListener('abort', () => {
+          throw new Error('signal listener threw')
+        })
+        scope.signal.addEventListener('abort', () => ran.push('second signal listener'))
+        scope.onAbort(() => {
+          throw new Error('onAbort threw')
+        })
+        scope.onAbort(() => ran.push('second onAbort'))
+        const off = guard.onScopeEnd(() => {
+          throw new Error('onScopeEnd threw')
+        })
+        guard.onScopeEnd(() => ran.push('second onScopeEnd'))
+        end(guard, res)
+        if (outcome === 'shutdown') {
+          expect(answered).to.have.length(1) // the answer still went out
+          res.finish()
+        }
+        expect(ran).to.deep.equal(outcome === 'shutdown' ? ['second signal listener', 'second onAbort', 'second onScopeEnd'] : ['second onScopeEnd', 'second signal listener', 'second onAbort'])
+        expect(guard.stats().inFlight).to.equal(0)
+        expect(guard.stats().ended[outcome]).to.equal(1)
+        expect(guard.snapshot().scopes).to.deep.equal([])
+        expect(caught.messages).to.deep.equal([]) // not thrown synchronously through the caller
+        expect(await reported(3)).to.have.members(['signal listener threw', 'onAbort threw', 'onScopeEnd threw'])
+        off()
+      })
+    }
+
+    it('answers a deadline even when an onAbort handler throws', async () => {
+      const guard = createGuard({ timeout: 20 })
+      const { scope, res, answered } = begin(guard)
+      scope.onAbort(() => {
+        throw new Error('onAbort threw')
+      })
+      await sleep(60)
+      expect(answered).to.have.length(1)
+      expect(answered[0]).to.be.instanceOf(TimeoutError)
+      res.finish()
+      expect(guard.stats()).to.deep.include({ inFlight: 0 })
+      expect(guard.stats().ended.timeout).to.equal(1)
+      expect(await reported(1)).to.deep.equal(['onAbort threw'])
+    })
   })
 })

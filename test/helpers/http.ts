@@ -108,3 +108,25 @@ export function captureProcessNoise(): { stop(): string[] } {
     },
   }
 }
+
+/**
+ * Stands in for an app's own `'uncaughtException'` handler, with mocha's own set aside meanwhile (it
+ * would fail the test): collects the message of every exception that reaches it. `restore()` puts
+ * mocha's back.
+ */
+export function catchUncaught(): { readonly messages: string[]; restore(): void } {
+  const messages: string[] = []
+  const mochas = process.listeners('uncaughtException')
+  process.removeAllListeners('uncaughtException')
+  const onError = (error: Error): void => {
+    messages.push(error.message)
+  }
+  process.on('uncaughtException', onError)
+  return {
+    messages,
+    restore() {
+      process.removeListener('uncaughtException', onError)
+      for (const listener of mochas) process.on('uncaughtException', listener)
+    },
+  }
+}

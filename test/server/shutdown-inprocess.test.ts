@@ -6,7 +6,7 @@ import https from 'node:https'
 import net from 'node:net'
 import { join } from 'node:path'
 import tls from 'node:tls'
-import { createGuard, createShutdown } from '@leak-guard/core'
+import { createGuard, createShutdown, type GuardOptions } from '@leak-guard/core'
 import { leakGuard as fastifyLeakGuard } from '@leak-guard/fastify'
 import Fastify from 'fastify'
 import { RawClient, fixtures, headerOf, sleep, statusOf } from './helpers.js'
@@ -224,8 +224,8 @@ describe('createShutdown() in process', () => {
       expect(handled).to.deep.equal([id])
     }
 
-    async function start(options: Record<string, unknown>) {
-      const guard = createGuard({ timeout: false })
+    async function start(options: Record<string, unknown>, guardOptions: GuardOptions = {}) {
+      const guard = createGuard({ timeout: false, ...guardOptions })
       const handled: number[] = []
       const server = http.createServer((req, res) => {
         guard.begin(req, res)
@@ -271,18 +271,26 @@ describe('createShutdown() in process', () => {
       expect(summary).to.include({ drained: 0, rejected: 0, forced: 0 })
     })
 
-    it('answers 503 + Connection: close once the grace period ran out, without running the app', async () => {
-      const { shutdown, handled, open } = await start({ idleConnections: 'serve', gracePeriod: 100, forceAfter: 1_000 })
-      const c = await open()
-      const closing = shutdown.close()
-      await sleep(200)
-      post(c, 8)
-      const [reply] = await c.responses(1)
-      expect(statusOf(reply)).to.equal(503)
-      expect(headerOf(reply, 'connection')).to.equal('close')
-      expect(handled).to.deep.equal([])
-      expect((await closing).rejected).to.equal(1)
-    })
+    for (const [label, guardOptions, retryAfter, body] of [
+      ['the defaults', {}, '1', '{"statusCode":503,"code":"LG_ERR_SHUTDOWN","error":"Service Unavailable","message":"Server is shutting down"}'],
+      ['the guard\'s timeoutBody and retryAfter', { timeoutBody: { error: 'busy' }, retryAfter: 30 }, '30', '{"error":"busy"}'],
+      ['retryAfter: false and a text timeoutBody', { timeoutBody: 'come back later', retryAfter: false }, undefined, 'come back later'],
+    ] as const) {
+      it(`answers 503 + Connection: close once the grace period ran out, without running the app, with ${label}`, async () => {
+        const { shutdown, handled, open } = await start({ idleConnections: 'serve', gracePeriod: 100, forceAfter: 1_000 }, guardOptions)
+        const c = await open()
+        const closing = shutdown.close()
+        await sleep(200)
+        post(c, 8)
+        const [reply] = await c.responses(1)
+        expect(statusOf(reply)).to.equal(503)
+        expect(headerOf(reply, 'connection')).to.equal('close')
+        expect(headerOf(reply, 'retry-after')).to.equal(retryAfter)
+        expect(reply!.slice(reply!.indexOf('\r\n\r\n') + 4)).to.equal(body)
+        expect(handled).to.deep.equal([])
+        expect((await closing).rejected).to.equal(1)
+      })
+    }
 
     it('reaches Fastify through the plugin\'s shutdown options (with return503OnClosing: false)', async () => {
       const app = Fastify({ return503OnClosing: false })

@@ -2,6 +2,7 @@ import { QueueEvents, type Job, type JobsOptions, type Queue } from 'bullmq'
 import {
   currentScope,
   trackWork,
+  subscribeAbort,
   checkKeys,
   integer,
   integerOrFalse,
@@ -258,7 +259,7 @@ export class QueueDispatcher implements Closeable {
     this.#pending.set(id, pending)
     this.#unsettled++
     if (scope !== null && scope !== undefined) {
-      pending.disposeAbort = scope.onAbort((reason) => this.#abort(pending, reason))
+      pending.disposeAbort = subscribeAbort(scope, (reason) => this.#abort(pending, reason))
       pending.untrack = trackWork(scope, 'job', () => `${this.queue.name}:${name}#${id}`)
     }
     if (signal !== undefined) {

@@ -9,8 +9,6 @@ import type {
 import fp from 'fastify-plugin'
 import {
   InvalidOptionError,
-  ShutdownError,
-  TimeoutError,
   createGuard,
   createShutdown,
   type GracefulShutdown,
@@ -20,7 +18,7 @@ import {
   type LeakGuardError,
   type RequestScope,
 } from '@leak-guard/core'
-import { checkClosingState, isUnanswerableAbort, kCloseServer, kExternalClose, readinessAnswer, logLeak, validateRouteTimeout, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { abortAnswer, checkClosingState, frameworkCloses, isUnanswerableAbort, needsAnswer, readinessAnswer, logLeak, validateRouteTimeout, type AnswerBody, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer } from '@leak-guard/core'
@@ -59,9 +57,8 @@ declare module 'fastify' {
   }
 }
 
-type Body = { payload: string; type: string } | undefined
-
-function sendAbort(reply: FastifyReply, error: LeakGuardError, body: Body): void {
+/** Answers an abort through Fastify: its error handler renders `error`, or the configured `timeoutBody` goes as is. */
+function sendAbort(reply: FastifyReply, error: LeakGuardError, body: AnswerBody | undefined): void {
   if (body === undefined) {
     reply.send(error)
     return
@@ -73,8 +70,7 @@ function sendAbort(reply: FastifyReply, error: LeakGuardError, body: Body): void
 
 /** The scope was aborted with a reason leak-guard answers (timeout, shutdown): the reply is taken. */
 function answered(scope: RequestScope): boolean {
-  const reason = scope.reason
-  return reason instanceof TimeoutError || reason instanceof ShutdownError
+  return needsAnswer(scope.reason)
 }
 
 /** The handler settled after its answer: report it if it overran the grace period, give Fastify nothing. */
@@ -109,7 +105,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
     done(error as Error)
     return
   }
-  const body = guard.customTimeoutBody
+  const body = abortAnswer(guard).custom
   // Leaks are logged through Fastify's own logger unless a `logger` option took that job.
   if (guard.options.logger === undefined) guard.on('leak', (event) => logLeak(fastify.log, event))
 
@@ -181,18 +177,17 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
   })
 
   if (shutdown !== undefined) {
-    const drain = shutdown
     // fastify.close() stops routing, runs preClose, then closes the server itself and runs onClose
     // once it closed: the drain starts in preClose and its summary is awaited in onClose.
-    drain[kCloseServer](() => {
+    const closing = frameworkCloses(shutdown, () => {
       void fastify.close()
     })
     fastify.addHook('preClose', function leakGuardPreClose(next) {
-      void drain[kExternalClose]()
+      void closing()
       next()
     })
     fastify.addHook('onClose', async function leakGuardOnClose() {
-      await drain[kExternalClose]()
+      await closing()
     })
   }
 
@@ -215,13 +210,8 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
 export function readiness(state: ClosingState) {
   checkClosingState(state)
   return function leakGuardReadiness(request: FastifyRequest, reply: FastifyReply): void {
-    const answer = readinessAnswer(state)
-    reply.code(answer.status)
-    for (const name of Object.keys(answer.headers)) {
-      if (name === 'Connection' && request.raw.httpVersionMajor >= 2) continue
-      reply.header(name, answer.headers[name]!)
-    }
-    reply.send(answer.body)
+    const answer = readinessAnswer(state, request.raw.httpVersionMajor >= 2)
+    reply.code(answer.status).headers(answer.headers).send(answer.body)
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
-import { ShutdownError, TimeoutError, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { checkClosingState, checkSecondGuard, isUnanswerableAbort, readinessAnswer, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { createGuard, type Guard, type GuardOptions, type LeakGuardError, type RequestScope } from '@leak-guard/core'
+import { abortAnswer, checkClosingState, checkSecondGuard, isUnanswerableAbort, needsAnswer, readinessAnswer, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -21,11 +21,17 @@ const kScope = Symbol('leak-guard.koa.scope')
 const kInstalled = Symbol.for('leak-guard.koa.installed.v1')
 
 const kGuard = Symbol('leak-guard.koa.guard')
+const kSettle = Symbol('leak-guard.koa.settle')
+
+/** Settles the middleware's wait for the rest of the chain early: with the abort's error, or `undefined`. */
+type Settle = (error: LeakGuardError | undefined) => void
 
 interface ScopedContext {
   [kScope]?: RequestScope
   [kGuard]?: Guard
   [kInstalled]?: true
+  /** Set while the middleware waits for the rest of the chain; the host's answer/cut settles it. */
+  [kSettle]?: Settle | undefined
 }
 
 const afterRoutes =
@@ -72,12 +78,33 @@ interface DestroyableStream {
   destroy(error?: Error): unknown
 }
 
+/** Takes the pending settle of the middleware's wait, if the chain is still running. */
+function takeSettle(ctx: unknown): Settle | undefined {
+  const scoped = ctx as ScopedContext
+  const settle = scoped[kSettle]
+  if (settle !== undefined) scoped[kSettle] = undefined
+  return settle
+}
+
 /**
+ * Koa answers only once the whole chain settled, so an abort that needs an answer (deadline,
+ * shutdown) is answered by ending the middleware's wait with the error: it goes through Koa's error
+ * path (your error middleware sees it; Koa answers with its status, `Retry-After` and message) while
+ * the handler's signal aborts. Once the chain settled, Koa owns the response: core writes the answer.
+ *
  * A deadline that hits while Koa streams a body: fail the body stream with the timeout so Koa's
  * pipeline reports an exposed TimeoutError (not logged) rather than a "Premature close" (logged).
  */
 const host: ScopeHost = {
+  answer(_scope, error, ctx) {
+    const settle = takeSettle(ctx)
+    if (settle === undefined) return false
+    settle(error)
+    return true
+  },
   cut(_scope, error, ctx) {
+    // Headers went out while the chain still ran (the handler flushed them): stop waiting for it.
+    takeSettle(ctx)?.(undefined)
     const body = (ctx as AnyContext).body as Partial<DestroyableStream> | null | undefined
     if (body === null || body === undefined || typeof body.pipe !== 'function' || typeof body.destroy !== 'function') return false
     body.destroy(error)
@@ -103,11 +130,31 @@ export interface LeakGuardMiddleware extends Middleware {
 }
 
 /**
+ * Waits for the rest of the chain, or less: the host settles the wait when the scope is answered. A
+ * chain that settles after that is late work (reported if it overran the grace period).
+ */
+function runChain(scoped: ScopedContext, scope: RequestScope, next: Next): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    scoped[kSettle] = (error) => (error === undefined ? resolve() : reject(error))
+    next().then(
+      () => {
+        if (takeSettle(scoped) === undefined) return scope.reportLateSettle()
+        resolve()
+      },
+      (error: unknown) => {
+        if (takeSettle(scoped) === undefined) return scope.reportLateSettle()
+        reject(error)
+      },
+    )
+  })
+}
+
+/**
  * Gives every request a scope with a lazy AbortSignal (`ctx.signal`), a deadline answered with 503,
- * and aborts on client disconnect. Koa answers only once the whole chain settles, so the middleware
- * races the rest of the chain against the deadline: on timeout it throws the `TimeoutError` into
- * Koa's error path (your error middleware sees it; Koa answers with its status, `Retry-After` header
- * and message), while the handler's signal aborts. Mount it first.
+ * and aborts on client disconnect. Koa answers only once the whole chain settles, so on timeout the
+ * middleware stops waiting for the rest of the chain and throws the `TimeoutError` into Koa's error
+ * path (your error middleware sees it; Koa answers with its status, `Retry-After` header and message),
+ * while the handler's signal aborts. Mount it first.
  *
  * @example
  * const app = new Koa()
@@ -118,7 +165,7 @@ export interface LeakGuardMiddleware extends Middleware {
 export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const guard = createGuard(options)
   const context = guard.options.context
-  const body = guard.customTimeoutBody
+  const body = abortAnswer(guard).custom
   const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
     const scoped = ctx as unknown as ScopedContext
     if (scoped[kScope] !== undefined) {
@@ -134,9 +181,10 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
     scoped[kScope] = scope
     scoped[kGuard] = guard
     try {
-      await (context ? guard.enter(scope, () => scope.race(next())) : scope.race(next()))
+      await (context ? guard.enter(scope, () => runChain(scoped, scope, next)) : runChain(scoped, scope, next))
     } catch (error) {
-      if (body !== undefined && error === scope.reason && (error instanceof TimeoutError || error instanceof ShutdownError)) {
+      // The abort's own error, delivered by the host: answer with the configured body instead of Koa's rendering.
+      if (body !== undefined && error === scope.reason && needsAnswer(error)) {
         ctx.status = error.statusCode
         if (error.headers !== undefined) ctx.set(error.headers)
         ctx.type = body.type
@@ -186,10 +234,9 @@ export function readiness(state: ClosingState, path?: string): Middleware {
   checkClosingState(state)
   return function leakGuardReadiness(ctx: AnyContext, next: Next) {
     if (path !== undefined && ctx.path !== path) return next()
-    const answer = readinessAnswer(state)
+    const answer = readinessAnswer(state, ctx.req.httpVersionMajor >= 2)
     ctx.status = answer.status
     ctx.set(answer.headers)
-    if (ctx.req.httpVersionMajor >= 2) ctx.remove('Connection')
     ctx.body = answer.body
     return undefined
   }

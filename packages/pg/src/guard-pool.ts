@@ -1,5 +1,5 @@
 import type { Pool } from 'pg'
-import { currentScope, invalid, type RequestScope } from '@leak-guard/core/adapter'
+import { currentScope, invalid, subscribeAbort, type RequestScope } from '@leak-guard/core/adapter'
 import { ClientState, Lease, guardedQuery, kState, type RawClient } from './lease.js'
 import { resolveGuardPoolOptions, type GuardPoolOptions, type ResolvedGuardPoolOptions } from './options.js'
 
@@ -75,7 +75,7 @@ function checkout(pool: RawPool, original: ConnectFn, scope: RequestScope, optio
     if (callback === undefined) resolve(client)
     else callback(undefined, client, client.release)
   }
-  const disposeAbort = scope.onAbort((abortReason) => {
+  const disposeAbort = subscribeAbort(scope, (abortReason) => {
     if (settled) return
     settled = true
     dropWaiter(pool, onClient)

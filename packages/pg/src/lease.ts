@@ -1,4 +1,4 @@
-import { expireDeadline, trackWork, withCause, type RequestScope } from '@leak-guard/core/adapter'
+import { expireDeadline, subscribeAbort, trackWork, withCause, type RequestScope } from '@leak-guard/core/adapter'
 import { sendCancel } from './cancel.js'
 import type { ResolvedGuardPoolOptions } from './options.js'
 
@@ -181,7 +181,7 @@ export class Lease {
     this.#poolRelease = client.release
     state.lease = this
     client.release = (err) => this.release(err)
-    this.#disposeAbort = scope.onAbort(() => this.#onAbort())
+    this.#disposeAbort = subscribeAbort(scope, () => this.#onAbort())
   }
 
   #onAbort(): void {

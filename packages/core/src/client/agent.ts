@@ -3,6 +3,8 @@ import * as https from 'node:https'
 import { ClientQueueFullError } from '../errors.js'
 import { boolean, checkKeys, integer, integerOrFalse, invalid, milliseconds } from '../options.js'
 import { storage } from '../scope/context.js'
+import { kSubscribe } from '../symbols.js'
+import { isGuard } from '../brand.js'
 import type { OriginStats } from './http-client.js'
 import type { ClientOwner } from './options.js'
 
@@ -108,8 +110,8 @@ export function createAgent(options?: AgentOptions): BoundedAgent {
   const scheduling = o.scheduling ?? 'lifo'
   if (scheduling !== 'lifo' && scheduling !== 'fifo') throw invalid('scheduling', "`'lifo'` or `'fifo'`", scheduling)
   const guard = o.guard as ClientOwner | undefined
-  if (guard !== undefined && (guard === null || typeof guard !== 'object' || typeof guard.register !== 'function')) {
-    throw invalid('guard', 'a guard (an object with `register()`)', guard)
+  if (guard !== undefined && !isGuard(guard)) {
+    throw invalid('guard', 'a leak-guard Guard (`middleware.guard`, `fastify.leakGuard`)', guard)
   }
   const maxSockets = integer('maxSockets', o.maxSockets, 32, 1, 65_535)
   const maxFreeSockets = integer('maxFreeSockets', o.maxFreeSockets, 8, 1, 65_535)
@@ -147,7 +149,7 @@ export function createAgent(options?: AgentOptions): BoundedAgent {
           return
         }
         const pool = counters
-        const dispose = scope.onAbort((reason) => {
+        const dispose = scope[kSubscribe]((reason) => {
           if (req.destroyed) return
           pool.aborted++
           req.destroy(reason)

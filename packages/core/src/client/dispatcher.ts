@@ -2,9 +2,9 @@ import { AsyncResource } from 'node:async_hooks'
 import { Agent, Client, Dispatcher, Pool, errors } from 'undici'
 import { ClientQueueFullError, HttpClientClosedError, TimeoutError } from '../errors.js'
 import { storage } from '../scope/context.js'
-import { kAnswer } from '../scope/internal.js'
 import type { RequestScope } from '../scope/request-scope.js'
 import { stampDeadline, type DeadlineHeaderSpec } from '../timeout/deadline-header.js'
+import { kAnswer, kSubscribe } from '../symbols.js'
 import type { ResolvedHttpClientOptions } from './options.js'
 
 /**
@@ -528,7 +528,7 @@ export class BoundedDispatcher extends Dispatcher {
       typeof handler.onRequestStart === 'function'
         ? new TrackedModern(handler, opts, state, owner)
         : new TrackedLegacy(handler, opts, state, owner)
-    if (scope !== undefined) tracked.bindScope(scope.onAbort((reason) => tracked.abort(reason)))
+    if (scope !== undefined) tracked.bindScope(scope[kSubscribe]((reason) => tracked.abort(reason)))
     const deadlineScope = owner === undefined ? scope : owner.deadlineScope
     const header = owner === undefined ? this.#deadlineHeader : owner.deadlineHeader
     if (deadlineScope !== undefined && header !== false) {

@@ -12,6 +12,7 @@ import { ClientQueueFullError, ClientTimeoutError, HttpClientClosedError } from 
 import { invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
+import { kSubscribe } from '../symbols.js'
 import { DeadlineList, kDeadline, kList, kNext, kPrev } from '../timeout/deadline-list.js'
 import { resolveDeadlineHeader, type DeadlineHeaderSpec, type OutboundDeadlineHeader } from '../timeout/deadline-header.js'
 import { BoundedDispatcher, type DispatchOwner, type Tracked } from './dispatcher.js'
@@ -109,7 +110,7 @@ class Call implements DispatchOwner {
         this.deadlineScope = scope
         this.deadlineHeader = header
       }
-      this.#disposeScope = scope.onAbort((reason) => this.abort(reason))
+      this.#disposeScope = scope[kSubscribe]((reason) => this.abort(reason))
     }
     // When the request's deadline comes first, no timer of ours: the scope's own timer aborts the call
     // with the request's TimeoutError, which is the reason the caller should see.

@@ -1,5 +1,6 @@
 import { checkKeys, integer, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
-import type { Closeable } from '../scope/guard.js'
+import type { Closeable } from '../types.js'
+import { isGuard } from '../brand.js'
 import { connectHeader, resolveDeadlineHeader, type DeadlineHeaderSpec, type OutboundDeadlineHeader } from '../timeout/deadline-header.js'
 
 /** Something that closes registered resources at shutdown: a `Guard`. */
@@ -109,8 +110,8 @@ export function resolveHttpClientOptions(options?: HttpClientOptions): ResolvedH
     throw invalid('connect', 'an object of socket/TLS options', connect)
   }
   const guard = o.guard
-  if (guard !== undefined && (guard === null || typeof guard !== 'object' || typeof (guard as ClientOwner).register !== 'function')) {
-    throw invalid('guard', 'a guard (an object with `register()`)', guard)
+  if (guard !== undefined && !isGuard(guard)) {
+    throw invalid('guard', 'a leak-guard Guard (`middleware.guard`, `fastify.leakGuard`)', guard)
   }
   return {
     connections: integer('connections', o.connections, 32, 1, 65_535),

@@ -4,6 +4,7 @@ import { PoolClosedError, PoolFullError, PoolQueueTimeoutError } from '../errors
 import { invalid } from '../options.js'
 import { storage } from '../scope/context.js'
 import type { RequestScope } from '../scope/request-scope.js'
+import { kSubscribe } from '../symbols.js'
 import { captureUserStack } from '../observe/stack.js'
 import type { Guard } from '../scope/guard.js'
 import { FairQueue } from './fair-queue.js'
@@ -163,7 +164,7 @@ export abstract class Admission {
     if (group === undefined) {
       const g = new Group(scope)
       this.#groups.set(scope, g)
-      g.disposeAbort = scope.onAbort((reason) => {
+      g.disposeAbort = scope[kSubscribe]((reason) => {
         g.disposeAbort = undefined
         this.#scopeAborted(g, reason)
       })

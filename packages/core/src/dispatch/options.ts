@@ -1,6 +1,7 @@
 import { integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import type { RequestScope } from '../scope/request-scope.js'
 import type { Guard } from '../scope/guard.js'
+import { isGuard } from '../brand.js'
 
 /** Options every pool shares. */
 export interface AdmissionOptions {
@@ -67,7 +68,7 @@ export const admissionKeys = ['maxQueue', 'queueTimeout', 'maxPerRequest', 'clos
 /** Checks the shared options once, at creation; `concurrency` comes checked from the pool's own options. */
 export function resolveAdmission(o: Record<string, unknown>, concurrency: number): ResolvedAdmissionOptions {
   const guard = o.guard
-  if (guard !== undefined && (guard === null || typeof guard !== 'object' || typeof (guard as Guard).reportLeak !== 'function' || typeof (guard as Guard).register !== 'function')) {
+  if (guard !== undefined && !isGuard(guard)) {
     throw invalid('guard', 'a leak-guard Guard (`middleware.guard`, `fastify.leakGuard`)', guard)
   }
   const maxQueue = integerOrFalse('maxQueue', o.maxQueue, 1000, 0)

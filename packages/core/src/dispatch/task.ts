@@ -12,7 +12,7 @@ export interface TaskOwner {
   signalAborted(task: Task, reason: unknown): void
 }
 
-/** @internal The tasks of one request (or of no request): its queue, plus the pool's binding to the request. */
+/** Internal (not exported from an entry; kept in the declarations the pools reference): the tasks of one request (or of no request): its queue, plus the pool's binding to the request. */
 export class Group extends QueueGroup<Task> {
   readonly scope: RequestScope | undefined
   /** Removes the pool's listener on the request's abort. */
@@ -26,7 +26,7 @@ export class Group extends QueueGroup<Task> {
   }
 }
 
-/** @internal One submitted task. A class so every task has the same shape. */
+/** Internal (not exported from an entry; kept in the declarations the pools reference): one submitted task. A class so every task has the same shape. */
 export class Task implements QueueEntry<Task> {
   state = QUEUED
   readonly group: Group

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { checkKeys, invalid } from '../options.js'
 import { currentScope } from '../scope/context.js'
 import type { Guard } from '../scope/guard.js'
+import { isGuard } from '../brand.js'
 import { formatSnapshot } from './snapshot.js'
 
 export type DebugHandler = (req: IncomingMessage, res: ServerResponse) => void
@@ -28,7 +29,7 @@ function wantsJson(req: IncomingMessage): boolean {
  * router.get('/debug/requests', (ctx) => { ctx.respond = false; handler(ctx.req, ctx.res) })
  */
 export function createDebugHandler(guard: Guard): DebugHandler {
-  if (guard === null || typeof guard !== 'object' || typeof (guard as Partial<Guard>).snapshot !== 'function') {
+  if (!isGuard(guard)) {
     throw invalid('guard', 'a leak-guard Guard', guard)
   }
   return function leakGuardDebugHandler(req: IncomingMessage, res: ServerResponse): void {

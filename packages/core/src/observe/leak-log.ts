@@ -1,4 +1,4 @@
-import type { LeakEvent } from '../scope/guard.js'
+import type { LeakEvent } from '../types.js'
 
 /** The pino-compatible logger shape leak-guard logs through: `warn(object, message)`. */
 export interface LeakLogger {

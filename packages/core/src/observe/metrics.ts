@@ -2,6 +2,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { checkKeys, invalid, millisecondsOrFalse } from '../options.js'
 import type { Guard } from '../scope/guard.js'
+import { isGuard } from '../brand.js'
 import type { RequestScope, ScopeOutcome } from '../scope/request-scope.js'
 
 type PromClient = typeof import('prom-client')
@@ -145,7 +146,7 @@ function resourcesWithStats(guard: Guard): Array<[string, unknown]> {
  * app.get('/metrics', async (req, res) => res.type(register.contentType).send(await register.metrics()))
  */
 export async function createMetrics(guard: Guard, options?: MetricsOptions): Promise<GuardMetrics> {
-  if (guard === null || typeof guard !== 'object' || typeof (guard as Partial<Guard>).onScopeEnd !== 'function') {
+  if (!isGuard(guard)) {
     throw invalid('guard', 'a leak-guard Guard', guard)
   }
   const o = checkKeys('createMetrics()', options, ['register', 'prefix', 'buckets', 'eventLoopDelay', 'client'])

@@ -1,7 +1,8 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { performance } from 'node:perf_hooks'
 import { storage } from '../scope/context.js'
-import { kOwner, kTrack, kUntrack, type RequestScope, type ScopeOwner, type SpawnedTask } from '../scope/request-scope.js'
+import type { RequestScope, ScopeOwner, SpawnedTask } from '../scope/request-scope.js'
+import { kOwner, kTrack, kUntrack } from '../symbols.js'
 import { calledFromUserCode, captureUserStack, type LazyStack } from './stack.js'
 
 /**

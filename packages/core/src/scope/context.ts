@@ -1,27 +1,7 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
-import type { RequestScope } from './request-scope.js'
+import { storage, type RequestScope } from './request-scope.js'
 
-/**
- * The AsyncLocalStorage that carries the current request scope. It lives on `globalThis` under a
- * `Symbol.for` key so that two copies of @leak-guard/core (an ESM and a CJS one, or two versions in
- * node_modules) share one store and `currentScope()` from either copy sees the same request.
- */
-const kStore = Symbol.for('leak-guard.context.v1')
-
-type GlobalWithStore = typeof globalThis & { [kStore]?: AsyncLocalStorage<RequestScope> }
-
-export const storage: AsyncLocalStorage<RequestScope> =
-  ((globalThis as GlobalWithStore)[kStore] ??= new AsyncLocalStorage<RequestScope>())
-
-/** The scope of the request whose code is running now, or `undefined` outside any request. */
-export function currentScope(): RequestScope | undefined {
-  return storage.getStore()
-}
-
-/** The AbortSignal of the request whose code is running now, or `undefined` outside any request. */
-export function currentSignal(): AbortSignal | undefined {
-  return storage.getStore()?.signal
-}
+// The store lives with the scope it carries (one import direction: context → request-scope).
+export { storage, currentScope, currentSignal } from './request-scope.js'
 
 const kEmitScope = Symbol('leak-guard.emit.scope')
 const kEmitOriginal = Symbol('leak-guard.emit.original')

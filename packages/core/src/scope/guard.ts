@@ -1,27 +1,31 @@
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import { ShutdownError, type LeakGuardError } from '../errors.js'
+import type { LeakGuardError } from '../errors.js'
 import { boolean, checkKeys, httpStatus, integerOrFalse, invalid, milliseconds, millisecondsOrFalse } from '../options.js'
 import { storage } from './context.js'
 import { captureUserStack } from '../observe/stack.js'
-import type { ShutdownSummary } from '../server/shutdown.js'
+import type { Closeable, LeakEvent, ShutdownSummary, WorkKind } from '../types.js'
 import { logLeak, type LeakLogger } from '../observe/leak-log.js'
 import { watchOutgoing } from '../observe/outgoing.js'
 import { takeSnapshot, type GuardSnapshot } from '../observe/snapshot.js'
-import { kAnswer, kEnd, kLiveNext, kLivePrev, kScopeOf } from './internal.js'
+import { kAnswer, kGuardBrand, kLiveNext, kLivePrev, kScopeOf } from '../symbols.js'
 import { DeadlineList } from '../timeout/deadline-list.js'
 import { readInboundDeadline, resolveInboundDeadline, type InboundDeadlineOptions, type ResolvedInboundDeadline } from '../timeout/deadline-header.js'
+import { shutdownGuard } from '../server/shutdown.js'
+import { AbortAnswer, type AnswerBody } from '../respond/index.js'
 import {
   onDeadline,
+  onResponseClose,
   RequestScope,
   type AnyRequest,
   type AnyResponse,
   type ScopeHost,
   type ScopeOutcome,
-  type ScopeOwner,
   type ScopedWork,
   type SpawnedTask,
 } from './request-scope.js'
+
+export type { Closeable, LeakEvent, WorkKind }
 
 export interface GuardOptions {
   /**
@@ -126,31 +130,7 @@ export function resolveGuardOptions(options?: GuardOptions): ResolvedGuardOption
   }
 }
 
-/** What kind of work outlived its request. */
-export type WorkKind = 'spawn' | 'task' | 'request' | 'handler' | 'query' | 'job'
 
-/** Work that kept running, or started, after its request ended. */
-export interface LeakEvent {
-  /**
-   * `spawn`: a `scope.spawn()` task; `task`: a dispatcher task; `request`: an outgoing HTTP call;
-   * `handler`: a handler that settled after its request was answered; `query`: a database query
-   * (`@leak-guard/pg`); `job`: a queued job (`@leak-guard/bullmq`).
-   */
-  kind: WorkKind
-  /** The request's scope id; `0` for work reported outside any request (`reportUnscopedLeak`). */
-  scopeId: number
-  /** The request's method; `'JOB'` for a queue worker's job. */
-  method: string
-  /** The request's URL; for a queue worker's job, `<queue>:<name>#<id>`. */
-  url: string
-  route: string | undefined
-  /** Code of the reason the request ended (`LG_ERR_TIMEOUT`, `LG_ERR_CLIENT_CLOSED`, `LG_ERR_SHUTDOWN`, `LG_ERR_REQUEST_ENDED`). */
-  reason: string
-  /** Milliseconds between the end of the request and this report. */
-  lateBy: number
-  /** Where the work started, when `captureStacks` is on. */
-  stack: string | undefined
-}
 
 export interface GuardStats {
   /** Requests being handled now. */
@@ -173,27 +153,13 @@ export interface GuardStats {
 /** What a received deadline header did: see `GuardStats.inboundDeadlines`. */
 export type InboundDeadlineResult = 'shortened' | 'ignored' | 'invalid'
 
-/** Something the guard closes when the server shuts down (dispatchers, pools, clients). */
-export interface Closeable {
-  close(): Promise<unknown>
-}
-
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
 function noop(): void {}
 
-/** Why the response closed: a response that never finished means the client left. */
-function onResponseClose(this: AnyResponse): void {
-  const holder = this as unknown as { [kScopeOf]?: RequestScope }
-  const scope = holder[kScopeOf]
-  this.removeListener('close', onResponseClose)
-  if (scope === undefined) return
-  // HTTP/2 compat responses finish when the stream ends; HTTP/1 when the socket flushed the last byte.
-  const complete = 'stream' in this ? this.writableEnded : this.writableFinished
-  scope[kEnd](complete)
+function rethrow(error: unknown): never {
+  throw error
 }
-
-const httpReason: Record<number, string> = { 503: 'Service Unavailable', 504: 'Gateway Timeout', 500: 'Internal Server Error' }
 
 /**
  * One per app: validates options once, keeps the registry of live request scopes and the counters,
@@ -201,8 +167,10 @@ const httpReason: Record<number, string> = { 503: 'Service Unavailable', 504: 'G
  *
  * Events: `'leak'` (`LeakEvent`) when work outlives its request.
  */
-export class Guard extends EventEmitter implements ScopeOwner {
+export class Guard extends EventEmitter {
   readonly options: Readonly<ResolvedGuardOptions>
+  /** @internal The answer to aborts that need one, built from the options (see `respond/`). */
+  readonly answer: AbortAnswer
   readonly timeoutStatus: number
   readonly retryAfterHeaders: Record<string, string> | undefined
   readonly captureStacks: boolean
@@ -223,7 +191,6 @@ export class Guard extends EventEmitter implements ScopeOwner {
   #inbound: Mutable<GuardStats['inboundDeadlines']> = { shortened: 0, ignored: 0, invalid: 0 }
   #lifetime: AbortController | undefined
   #closeables = new Set<Closeable>()
-  #bodyCache: { payload: string; type: string } | undefined
   #lateTimers = new Set<NodeJS.Timeout>()
   #closing = false
   #shutdownHook: (() => Promise<ShutdownSummary>) | undefined
@@ -234,15 +201,12 @@ export class Guard extends EventEmitter implements ScopeOwner {
     super()
     const resolved = resolveGuardOptions(options)
     this.options = Object.freeze(resolved)
+    this.answer = new AbortAnswer(resolved)
     this.timeoutStatus = resolved.timeoutStatus
     this.captureStacks = resolved.captureStacks
     this.leakGracePeriod = resolved.leakGracePeriod
     this.deadlines = resolved.timeout === false ? undefined : new DeadlineList<RequestScope>(resolved.timeout, onDeadline)
-    this.retryAfterHeaders = resolved.retryAfter === false ? undefined : Object.freeze({ 'Retry-After': String(resolved.retryAfter) })
-    if (resolved.timeoutBody !== undefined) {
-      const body = resolved.timeoutBody
-      this.#bodyCache = typeof body === 'string' ? { payload: body, type: 'text/plain; charset=utf-8' } : { payload: JSON.stringify(body), type: 'application/json; charset=utf-8' }
-    }
+    this.retryAfterHeaders = this.answer.headers
     const logger = resolved.logger
     if (logger !== undefined) this.on('leak', (event: LeakEvent) => logLeak(logger, event))
     // Outgoing calls are attributed through AsyncLocalStorage, so only a guard that carries it can watch them.
@@ -389,7 +353,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     if (this.#closing) return
     this.#closing = true
     this.#lifetime ??= new AbortController()
-    this.#lifetime.abort(new ShutdownError(this.retryAfterHeaders))
+    this.#lifetime.abort(this.answer.shutdown())
   }
 
   /** Aborts every live request with `reason` (default: `ShutdownError`) and answers those not yet answered. */
@@ -397,7 +361,7 @@ export class Guard extends EventEmitter implements ScopeOwner {
     let count = 0
     for (const scope of this.#liveScopes()) {
       if (scope.state !== 'running') continue
-      scope[kAnswer](reason ?? new ShutdownError(this.retryAfterHeaders))
+      scope[kAnswer](reason ?? this.answer.shutdown())
       count++
     }
     return count
@@ -416,8 +380,18 @@ export class Guard extends EventEmitter implements ScopeOwner {
     scope[kLivePrev] = scope[kLiveNext] = undefined
     this.#size--
     this.#ended[outcome]++
+    // Observers (metrics, `onScopeEnd`) come after the registry and the counters, each isolated: one
+    // that throws is reported on the next tick and cannot keep the request in flight.
     const observers = this.#endObservers
-    if (observers !== undefined) for (const fn of observers) fn(scope, outcome)
+    if (observers !== undefined) {
+      for (const fn of observers) {
+        try {
+          fn(scope, outcome)
+        } catch (error) {
+          process.nextTick(rethrow, error)
+        }
+      }
+    }
   }
 
   /** @internal Watches a scope's background tasks past its end and reports those still running as leaks. */
@@ -459,23 +433,12 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.emit('leak', event)
   }
 
-  /** @internal Body of the raw timeout/shutdown answer. */
-  timeoutBody(error: LeakGuardError): { payload: string; type: string } {
-    if (this.#bodyCache !== undefined) return this.#bodyCache
-    return {
-      payload: JSON.stringify({
-        statusCode: error.statusCode,
-        code: error.code,
-        error: httpReason[error.statusCode] ?? 'Error',
-        message: error.message,
-      }),
-      type: 'application/json; charset=utf-8',
-    }
-  }
-
-  /** The body configured with `timeoutBody`, for adapters that answer through the framework. */
-  get customTimeoutBody(): { payload: string; type: string } | undefined {
-    return this.#bodyCache
+  /**
+   * The body configured with `timeoutBody`, for adapters that answer through the framework.
+   * @deprecated Use `abortAnswer(guard).custom` from `@leak-guard/core/adapter`.
+   */
+  get customTimeoutBody(): AnswerBody | undefined {
+    return this.answer.custom
   }
 
   /** @internal `createShutdown({ guard })` attaches its server drain here so `shutdown()` runs it. */
@@ -491,15 +454,8 @@ export class Guard extends EventEmitter implements ScopeOwner {
    * `fastify.close()`) when one is attached. Without one there are no connections to drain: it marks
    * the guard as closing, aborts live requests with `ShutdownError` and closes registered resources.
    */
-  async shutdown(): Promise<ShutdownSummary> {
-    if (this.#shutdownHook !== undefined) return this.#shutdownHook()
-    const start = performance.now()
-    this.beginShutdown()
-    const aborted = this.abortAll()
-    const resources = this.resources()
-    await Promise.allSettled(resources.map((r) => r.close()))
-    this.dispose()
-    return { drained: 0, aborted, forced: 0, rejected: 0, resources: resources.length, durationMs: Math.round(performance.now() - start) }
+  shutdown(): Promise<ShutdownSummary> {
+    return this.#shutdownHook !== undefined ? this.#shutdownHook() : shutdownGuard(this)
   }
 
   /** Stops the guard's own timers (leak watchers, the idle deadline timer). Called by shutdown; safe to call twice. */
@@ -511,6 +467,9 @@ export class Guard extends EventEmitter implements ScopeOwner {
     this.#unwatch = undefined
   }
 }
+
+// The brand isGuard() checks (shutdown, pools, clients, debug, metrics): on the prototype, so it costs nothing per guard.
+Object.defineProperty(Guard.prototype, kGuardBrand, { value: true })
 
 /** Creates the guard of an app. Throws `LG_ERR_INVALID_OPTION` for any invalid option. */
 export function createGuard(options?: GuardOptions): Guard {

@@ -1,7 +1,6 @@
 import { getEventListeners } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { AnyRequest, AnyResponse, ScopedWork, ScopeOutcome, SpawnedTask, WorkKind } from '../types.js'
 import {
   ClientClosedError,
   LeakGuardError,
@@ -10,21 +9,15 @@ import {
   requestEnded,
 } from '../errors.js'
 import { invalid, MAX_TIMER } from '../options.js'
-import { answerAbortedResponse } from '../timeout/late-write.js'
-import { kAnswer, kArm, kEnd, kLiveNext, kLivePrev } from './internal.js'
-import { storage } from './context.js'
+import { deliver, needsAnswer, type AbortAnswer } from '../respond/index.js'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { captureUserStack } from '../observe/stack.js'
-import type { WorkKind } from './guard.js'
-import { kDeadline, kList, kNext, kPrev, type DeadlineList } from '../timeout/deadline-list.js'
+import type { DeadlineList } from '../timeout/deadline-list.js'
+import { kAnswer, kArm, kDeadline, kEnd, kScopeOf, kList, kLiveNext, kLivePrev, kNext, kOwner, kPrev, kSubscribe, kTrack, kUntrack } from '../symbols.js'
 
-export type AnyRequest = IncomingMessage | Http2ServerRequest
-export type AnyResponse = ServerResponse | Http2ServerResponse
+export type { AnyRequest, AnyResponse, ScopedWork, ScopeOutcome, SpawnedTask }
 
-/** What a request's work is handed: the scope's signal. */
-export type ScopedWork<T> = (signal: AbortSignal) => T | PromiseLike<T>
 
-/** How the request ended, for stats and metrics. */
-export type ScopeOutcome = 'ok' | 'timeout' | 'client-closed' | 'shutdown'
 
 /**
  * What an adapter lends the core: how to answer an abort through the framework when no race is
@@ -53,8 +46,8 @@ export interface ScopeHost {
 
 /** What a scope needs from its guard. Implemented by `Guard`; internal. */
 export interface ScopeOwner {
-  readonly timeoutStatus: number
-  readonly retryAfterHeaders: Record<string, string> | undefined
+  /** What an abort that needs an answer answers (status, `Retry-After`, body). */
+  readonly answer: AbortAnswer
   readonly captureStacks: boolean
   readonly leakGracePeriod: number
   /** Deadlines of the scopes that use the default timeout; `undefined` when it is `false`. */
@@ -63,37 +56,17 @@ export interface ScopeOwner {
   trackLateTasks(scope: RequestScope, tasks: Set<SpawnedTask>): void
   reportLeak(scope: RequestScope, kind: WorkKind, stack?: string): void
   detach<T>(fn: ScopedWork<T>): Promise<T>
-  timeoutBody(error: LeakGuardError): { payload: string; type: string }
 }
 
-export interface SpawnedTask {
-  /** The work's promise (`scope.spawn()`); outgoing calls the guard watches have none. */
-  readonly promise?: Promise<unknown>
-  /** Stack where the task was started, when `captureStacks` is on. */
-  readonly stack: string | undefined
-  readonly startedAt: number
-  /**
-   * `request` for an outgoing HTTP call the guard watches; `spawn` (the default) for `scope.spawn()`;
-   * `query`/`job` for work an integration tracks with `trackWork()` (`@leak-guard/core/adapter`).
-   */
-  readonly kind?: 'spawn' | 'request' | 'query' | 'job'
-  /** What the task is, for the live dump (e.g. `GET http://127.0.0.1:3000/path`). */
-  readonly label?: string
-}
 
-/** @internal Lets the late-work watcher find a scope's guard and attach outgoing calls to it. */
-export const kOwner = Symbol('leak-guard.scope.owner')
-export const kTrack = Symbol('leak-guard.scope.track')
-export const kUntrack = Symbol('leak-guard.scope.untrack')
 
 const OPEN = 0
 const ABORTED = 1
 const ENDED = 2
 
 // Flag bits kept in one small integer so every scope has the same shape.
-const RACE_ANSWERS = 1
-const STREAMING = 2
-const INBOUND = 4
+const STREAMING = 1
+const INBOUND = 2
 
 type AbortHandler = (reason: LeakGuardError) => void
 
@@ -107,13 +80,66 @@ export function onDeadline(scope: RequestScope): void {
 function markHandled(): void {}
 
 /**
- * Cuts a response whose headers went out. On HTTP/2, `destroy()` without an error resets the stream
- * with NO_ERROR, which clients read as a complete response: reset it with INTERNAL_ERROR instead.
+ * @internal The one `'close'` listener the guard puts on a response: whether the response finished
+ * decides between a normal end and a client that left (`[kEnd]`). A response that never finished
+ * means the client left.
  */
-function cutResponse(res: AnyResponse): void {
-  const stream = (res as { stream?: { close(code: number): void } }).stream
-  if (stream !== undefined) stream.close(0x2 /* NGHTTP2_INTERNAL_ERROR */)
-  else res.destroy()
+export function onResponseClose(this: AnyResponse): void {
+  const holder = this as unknown as { [kScopeOf]?: RequestScope }
+  const scope = holder[kScopeOf]
+  this.removeListener('close', onResponseClose)
+  if (scope === undefined) return
+  // HTTP/2 compat responses finish when the stream ends; HTTP/1 when the socket flushed the last byte.
+  const complete = 'stream' in this ? this.writableEnded : this.writableFinished
+  scope[kEnd](complete)
+}
+
+function rethrow(error: unknown): never {
+  throw error
+}
+
+/**
+ * Calls one abort listener so that its exception cannot skip the rest of the scope's end: it is
+ * reported on the next tick as an uncaught exception, as Node's EventTarget reports a throwing
+ * 'abort' listener of the signal.
+ */
+function callIsolated(fn: AbortHandler, reason: LeakGuardError): void {
+  try {
+    fn(reason)
+  } catch (error) {
+    process.nextTick(rethrow, error)
+  }
+}
+
+function remove(list: AbortHandler[], fn: AbortHandler): void {
+  const index = list.indexOf(fn)
+  if (index !== -1) list.splice(index, 1)
+}
+
+function callAll(list: AbortHandler[] | undefined, reason: LeakGuardError): void {
+  if (list !== undefined) for (const fn of list) callIsolated(fn, reason)
+}
+
+/**
+ * The AsyncLocalStorage that carries the current request scope. It lives on `globalThis` under a
+ * `Symbol.for` key so that two copies of @leak-guard/core (an ESM and a CJS one, or two versions in
+ * node_modules) share one store and `currentScope()` from either copy sees the same request.
+ */
+const kStore = Symbol.for('leak-guard.context.v1')
+
+type GlobalWithStore = typeof globalThis & { [kStore]?: AsyncLocalStorage<RequestScope> }
+
+export const storage: AsyncLocalStorage<RequestScope> =
+  ((globalThis as GlobalWithStore)[kStore] ??= new AsyncLocalStorage<RequestScope>())
+
+/** The scope of the request whose code is running now, or `undefined` outside any request. */
+export function currentScope(): RequestScope | undefined {
+  return storage.getStore()
+}
+
+/** The AbortSignal of the request whose code is running now, or `undefined` outside any request. */
+export function currentSignal(): AbortSignal | undefined {
+  return storage.getStore()?.signal
 }
 
 /**
@@ -145,13 +171,16 @@ export class RequestScope {
   #inbound: number
   #timer: NodeJS.Timeout | undefined
   #handlers: AbortHandler[] | undefined
+  #subscribers: AbortHandler[] | undefined
   #tasks: Set<SpawnedTask> | undefined
   #endTime: number
   #abortTime: number
-  /** @internal */ [kDeadline]: number
-  /** @internal */ [kList]: DeadlineList<never> | undefined
-  /** @internal */ [kPrev]: RequestScope | undefined
-  /** @internal */ [kNext]: RequestScope | undefined
+  // Deadline-list links: keyed by symbols only core holds, but kept in the declarations (not stripped)
+  // because the scope's type must satisfy DeadlineEntry where the guard's deadline list is declared.
+  [kDeadline]: number
+  [kList]: DeadlineList<never> | undefined
+  [kPrev]: RequestScope | undefined
+  [kNext]: RequestScope | undefined
   /** @internal */ [kLivePrev]: RequestScope | undefined
   /** @internal */ [kLiveNext]: RequestScope | undefined
 
@@ -174,6 +203,7 @@ export class RequestScope {
     this.#inbound = inbound
     this.#timer = undefined
     this.#handlers = undefined
+    this.#subscribers = undefined
     this.#tasks = undefined
     this.#endTime = 0
     this.#abortTime = 0
@@ -309,23 +339,37 @@ export class RequestScope {
    */
   onAbort(fn: AbortHandler): () => void {
     if (typeof fn !== 'function') throw invalid('onAbort', 'a function', fn)
-    const reason = this.#reason
-    if (reason !== undefined) {
-      let cancelled = false
-      queueMicrotask(() => {
-        if (!cancelled) fn(reason)
-      })
-      return () => {
-        cancelled = true
-      }
-    }
-    const handlers = (this.#handlers ??= [])
-    handlers.push(fn)
+    if (this.#reason !== undefined) return this.#later(fn)
+    const list = (this.#handlers ??= [])
+    list.push(fn)
+    // Once the abort took the list, removing is a no-op (and cannot disturb the fan-out in progress).
     return () => {
-      const list = this.#handlers
-      if (list === undefined) return
-      const index = list.indexOf(fn)
-      if (index !== -1) list.splice(index, 1)
+      if (this.#handlers === list) remove(list, fn)
+    }
+  }
+
+  /**
+   * @internal `onAbort` for leak-guard's own subscribers (pools, the HTTP client, the agent): they run
+   * before the user's listeners, so a user listener can neither skip nor precede their cleanup.
+   */
+  [kSubscribe](fn: AbortHandler): () => void {
+    if (this.#reason !== undefined) return this.#later(fn)
+    const list = (this.#subscribers ??= [])
+    list.push(fn)
+    return () => {
+      if (this.#subscribers === list) remove(list, fn)
+    }
+  }
+
+  /** A listener added after the abort: called on the next microtask, unless removed first. */
+  #later(fn: AbortHandler): () => void {
+    const reason = this.#reason!
+    let cancelled = false
+    queueMicrotask(() => {
+      if (!cancelled) fn(reason)
+    })
+    return () => {
+      cancelled = true
     }
   }
 
@@ -335,16 +379,28 @@ export class RequestScope {
    */
   abort(reason: LeakGuardError): void {
     if (this.#reason !== undefined) return
+    // 1. Bookkeeping: the scope's state is final before anyone hears of the abort.
     this.#reason = reason
     this.#abortTime = performance.now()
     if (this.#state === OPEN) this.#state = ABORTED
     this.#disarm()
-    this.#controller?.abort(reason)
+    this.#notify(reason, true)
+  }
+
+  /**
+   * Tells everyone who listens, in a fixed order, each isolated from the others' exceptions:
+   * 2. leak-guard's own subscribers (pools, the HTTP client, the agent);
+   * 3. the user's listeners: the signal's 'abort' listeners (Node's EventTarget isolates each one and
+   *    reports its exception on the next tick), then the `onAbort` handlers (isolated the same way).
+   * `signal: false` skips dispatching on the signal (see `#endNormally`).
+   */
+  #notify(reason: LeakGuardError, signal: boolean): void {
+    const subscribers = this.#subscribers
     const handlers = this.#handlers
-    if (handlers !== undefined) {
-      this.#handlers = undefined
-      for (const fn of handlers) fn(reason)
-    }
+    this.#subscribers = this.#handlers = undefined
+    callAll(subscribers, reason)
+    if (signal) this.#controller?.abort(reason)
+    callAll(handlers, reason)
   }
 
   /**
@@ -424,16 +480,16 @@ export class RequestScope {
 
   /**
    * Settles with `promise`, or rejects as soon as the scope aborts for a reason that needs an answer
-   * (timeout, shutdown) while the response can still be answered. The framework then answers through
-   * its own error path. A late settle of `promise` is swallowed: it can no longer reach anyone.
-   * The Koa adapter races the rest of the chain with it.
+   * (timeout, shutdown) while the response can still be answered, so the caller can stop waiting. A
+   * late settle of `promise` is swallowed (and reported as late work if it overran the grace period).
+   * The answer itself is leak-guard's either way (the adapter's `ScopeHost`, or the raw answer).
    */
   race<T>(promise: PromiseLike<T>): Promise<T | undefined> {
     return new Promise<T | undefined>((resolve, reject) => {
       let settled = false
       const dispose = this.onAbort((reason) => {
         if (settled) return
-        if (!(reason instanceof TimeoutError || reason instanceof ShutdownError)) {
+        if (!needsAnswer(reason)) {
           // A client that left or a request that ended needs no answer: keep waiting for the work,
           // which sees the aborted signal.
           return
@@ -441,7 +497,6 @@ export class RequestScope {
         settled = true
         const res = this.#res
         if (res !== undefined && !res.headersSent) {
-          this.#flags |= RACE_ANSWERS
           reject(reason)
         } else {
           resolve(undefined)
@@ -508,41 +563,47 @@ export class RequestScope {
       }
       return
     }
-    const owner = this.#owner
-    const reason = error ?? new TimeoutError(this.#timeout as number, owner.timeoutStatus, owner.retryAfterHeaders)
+    const answer = this.#owner.answer
+    const reason = error ?? answer.timeout(this.#timeout as number)
     this.abort(reason)
+    // The scope's listeners ran (a handler may have answered by itself); what is left to send, and how,
+    // is decided in one place.
     const res = this.#res
-    if (res === undefined) return
-    if (res.headersSent) {
-      if (!res.writableEnded && this.#host?.cut?.(this, reason, this.#ctx) !== true) cutResponse(res)
-      return
-    }
-    if ((this.#flags & RACE_ANSWERS) !== 0) return
-    if (this.#host?.answer?.(this, reason, this.#ctx) === true) return
-    answerAbortedResponse(res, reason, owner.timeoutBody(reason))
+    if (res !== undefined) deliver(this, res, reason, this.#host, this.#ctx, answer)
   }
 
-  /** @internal The response closed. `complete` is false when the client left before the end. */
+  /**
+   * @internal The response closed. `complete` is false when the client left before the end.
+   *
+   * The end is an ordered pipeline: 1. bookkeeping (reason, state, deadline, route, the guard's
+   * registry and outcome counters, late-task watch), so that nothing a listener does can leave the
+   * request in flight; then, if this end is what aborts the scope, 2. leak-guard's subscribers and
+   * 3. the user's listeners (`#notify`), each isolated.
+   */
   [kEnd](complete: boolean): void {
     if (this.#state === ENDED) return
-    if (!complete) this.abort(new ClientClosedError())
-    const reason = this.#reason
-    let outcome: ScopeOutcome = 'ok'
-    if (reason instanceof TimeoutError) outcome = 'timeout'
-    else if (reason instanceof ClientClosedError) outcome = 'client-closed'
-    else if (reason instanceof ShutdownError) outcome = 'shutdown'
     const now = performance.now()
-    if (reason === undefined) this.#endNormally(now)
-    else this.#disarm()
+    let reason = this.#reason
+    const aborting = reason === undefined
+    if (reason === undefined) {
+      reason = this.#reason = complete ? requestEnded : new ClientClosedError()
+      this.#abortTime = now
+    }
+    this.#disarm()
     if (this.#route === undefined && this.#res !== undefined) this.#route = this.#host?.routeOf?.(this.#ctx, this.#res)
     this.#state = ENDED
     this.#endTime = now
     this.#res = undefined
     this.#ctx = undefined
-    this.#handlers = undefined
+    let outcome: ScopeOutcome = 'ok'
+    if (reason instanceof TimeoutError) outcome = 'timeout'
+    else if (reason instanceof ClientClosedError) outcome = 'client-closed'
+    else if (reason instanceof ShutdownError) outcome = 'shutdown'
     this.#owner.scopeEnded(this, outcome)
     const tasks = this.#tasks
     if (tasks !== undefined && tasks.size > 0) this.#owner.trackLateTasks(this, tasks)
+    if (aborting) this.#notify(reason, reason !== requestEnded || this.#endWakesSignal())
+    else this.#subscribers = this.#handlers = undefined
   }
 
   /**
@@ -553,19 +614,9 @@ export class RequestScope {
    * `scope.signal` still sees it aborted (the getter aborts it then), and `scope.aborted`/`reason`
    * say so at once.
    */
-  #endNormally(now: number): void {
-    this.#reason = requestEnded
-    this.#abortTime = now
-    this.#disarm()
+  #endWakesSignal(): boolean {
     const controller = this.#controller
-    if (controller !== undefined && ((this.#tasks?.size ?? 0) > 0 || getEventListeners(controller.signal, 'abort').length > 0)) {
-      controller.abort(requestEnded)
-    }
-    const handlers = this.#handlers
-    if (handlers !== undefined) {
-      this.#handlers = undefined
-      for (const fn of handlers) fn(requestEnded)
-    }
+    return controller !== undefined && ((this.#tasks?.size ?? 0) > 0 || getEventListeners(controller.signal, 'abort').length > 0)
   }
 
   /** Current state, for the live dump. */

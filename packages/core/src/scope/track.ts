@@ -1,5 +1,7 @@
 import { performance } from 'node:perf_hooks'
-import { kTrack, kUntrack, onDeadline, type RequestScope, type SpawnedTask } from './request-scope.js'
+import { onDeadline, type RequestScope, type SpawnedTask } from './request-scope.js'
+import { kSubscribe, kTrack, kUntrack } from '../symbols.js'
+import type { LeakGuardError } from '../errors.js'
 
 /** Kinds of work an integration can attach to a request scope. */
 export type TrackedKind = 'query' | 'job'
@@ -21,6 +23,16 @@ class TrackedWork implements SpawnedTask {
     const label = this.#label
     return typeof label === 'string' ? label : (this.#label = label())
   }
+}
+
+/**
+ * Subscribes leak-guard's own cleanup (an integration's pool, queue or client) to the abort of `scope`:
+ * like `scope.onAbort(fn)`, but in the end pipeline's second stage, after the scope's bookkeeping and
+ * before the user's listeners (signal `'abort'` listeners, `onAbort` handlers), isolated from them. If
+ * the scope already aborted, `fn` runs on the next microtask. Returns the function that removes `fn`.
+ */
+export function subscribeAbort(scope: RequestScope, fn: (reason: LeakGuardError) => void): () => void {
+  return scope[kSubscribe](fn)
 }
 
 /**

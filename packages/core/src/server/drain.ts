@@ -3,6 +3,7 @@ import type { Http2Session, ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import type { AnyServer } from './harden.js'
+import { defaultAnswer, sendAnswer, type AbortAnswer, type AnswerBody } from '../respond/index.js'
 
 /** Node's own fields on a server socket: the response being written on it (cleared when it finishes). */
 interface HttpSocket extends Socket {
@@ -11,8 +12,6 @@ interface HttpSocket extends Socket {
 }
 
 type RequestListener = (...args: unknown[]) => void
-
-const rejectBody = '{"statusCode":503,"code":"LG_ERR_SHUTDOWN","error":"Service Unavailable","message":"Server is shutting down"}'
 
 /**
  * What the drain does with idle kept-alive HTTP/1 connections (see `ShutdownOptions.idleConnections`):
@@ -94,9 +93,14 @@ export class ServerDrain {
   #countFinish = true
   #rejected = new WeakSet<object>()
   #ownCloseIdle: PropertyDescriptor | undefined
+  #answer: AbortAnswer
+  #rejectBody: AnswerBody
 
-  constructor(server: AnyServer, idleConnections: IdleConnections = 'close') {
+  /** `answer`: what a refused request gets (the guard's `retryAfter` and `timeoutBody`). */
+  constructor(server: AnyServer, idleConnections: IdleConnections = 'close', answer: AbortAnswer = defaultAnswer) {
     this.server = server
+    this.#answer = answer
+    this.#rejectBody = answer.body(answer.shutdown())
     this.#serve = idleConnections === 'serve'
     this.#tls = server instanceof TlsServer
     this.#h2Only = !this.#tls && typeof (server as { updateSettings?: unknown }).updateSettings === 'function'
@@ -339,12 +343,7 @@ export class ServerDrain {
     this.#rejected.add(res)
     const stream = (res as unknown as { stream?: object }).stream
     if (stream !== undefined) this.#rejected.add(stream)
-    res.statusCode = 503
-    if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close')
-    res.setHeader('Retry-After', '1')
-    res.setHeader('Content-Type', 'application/json; charset=utf-8')
-    res.setHeader('Content-Length', Buffer.byteLength(rejectBody))
-    res.end(rejectBody)
+    sendAnswer(res, 503, this.#answer.headers, this.#rejectBody, req.httpVersionMajor < 2)
   }
 
   #check(): void {

@@ -3,10 +3,14 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import { InvalidOptionError } from '../errors.js'
 import { boolean, checkKeys, invalid, MAX_TIMER, milliseconds, millisecondsOrFalse } from '../options.js'
-import type { Closeable, Guard } from '../scope/guard.js'
+import type { ShutdownGuard as Guard, ShutdownSummary } from '../types.js'
+import { isGuard } from '../brand.js'
 import { ServerDrain, type IdleConnections } from './drain.js'
 import { isServer, type AnyServer } from './harden.js'
 import { createReadinessHandler } from './readiness.js'
+import { kCloseServer, kExternalClose } from '../symbols.js'
+
+export type { ShutdownSummary }
 
 export interface ShutdownOptions {
   /**
@@ -77,31 +81,9 @@ export interface ResolvedShutdownOptions {
   exit: boolean
 }
 
-/** What a finished shutdown reports. */
-export interface ShutdownSummary {
-  /**
-   * Requests (HTTP/1 responses, HTTP/2 streams) that completed during the drain before the grace
-   * period ran out: those in flight when it began, plus those served on open connections with
-   * `idleConnections: 'serve'`.
-   */
-  drained: number
-  /** Requests aborted with `ShutdownError` when the grace period ran out. */
-  aborted: number
-  /** Connections and HTTP/2 sessions destroyed at `forceAfter` (or by a second signal). */
-  forced: number
-  /** Requests that arrived on open connections during the drain and were answered 503 + `Connection: close`. */
-  rejected: number
-  /** Registered resources (dispatchers, pools, clients) closed. */
-  resources: number
-  /** Milliseconds from the start of the shutdown to its end. */
-  durationMs: number
-}
 
 const shutdownKeys = ['guard', 'readinessDelay', 'gracePeriod', 'forceAfter', 'idleConnections', 'handleSignals', 'exit'] as const
 
-function isGuard(value: unknown): value is Guard {
-  return value !== null && typeof value === 'object' && typeof (value as Guard).abortAll === 'function' && typeof (value as Guard).beginShutdown === 'function'
-}
 
 export function resolveShutdownOptions(options?: ShutdownOptions): ResolvedShutdownOptions {
   const o = checkKeys('createShutdown()', options, shutdownKeys)
@@ -132,10 +114,6 @@ export function resolveShutdownOptions(options?: ShutdownOptions): ResolvedShutd
   }
 }
 
-/** @internal How an adapter that owns `server.close()` (Fastify) drives a shutdown. */
-export const kExternalClose = Symbol('leak-guard.shutdown.external-close')
-/** @internal Installs the function that stops accepting (default: `server.close()`). */
-export const kCloseServer = Symbol('leak-guard.shutdown.close-server')
 
 const signals = ['SIGTERM', 'SIGINT'] as const
 
@@ -181,14 +159,15 @@ export class GracefulShutdown {
 
   constructor(servers: AnyServer | readonly AnyServer[], options?: ShutdownOptions) {
     const list = Array.isArray(servers) ? [...(servers as AnyServer[])] : [servers as AnyServer]
-    if (list.length === 0) throw invalid('servers', 'a server or a non-empty array of servers', servers)
+    if (list.length === 0 && servers !== noServers) throw invalid('servers', 'a server or a non-empty array of servers', servers)
     for (const server of list) if (!isServer(server)) throw invalid('server', 'an http, https or http2 server', server)
     this.options = Object.freeze(resolveShutdownOptions(options))
-    this.#drains = list.map((server) => new ServerDrain(server, this.options.idleConnections))
+    // Requests refused during the drain get the first guard's answer (its `retryAfter`, `timeoutBody`).
+    const answer = this.options.guards[0]?.answer
+    this.#drains = list.map((server) => new ServerDrain(server, this.options.idleConnections, answer))
     this.readiness = createReadinessHandler(this)
     for (const guard of this.options.guards) {
-      const attach = (guard as { attachShutdown?: (fn: () => Promise<ShutdownSummary>) => () => void }).attachShutdown
-      if (typeof attach === 'function') this.#detachGuards.push(attach.call(guard, () => this.close()))
+      this.#detachGuards.push(guard.attachShutdown(() => this.close()))
     }
     if (this.options.handleSignals) {
       const handler = (): void => {
@@ -272,10 +251,14 @@ export class GracefulShutdown {
     const since = (): number => performance.now() - start
     let aborted = 0
 
-    this.#timer(gracePeriod, () => {
+    const graceOver = (): void => {
       for (const drain of this.#drains) drain.endGrace()
       for (const guard of guards) aborted += guard.abortAll()
-    })
+    }
+    // No server to drain (`guard.shutdown()` without `createShutdown()`): nothing can finish on its
+    // own connection, so what still runs is aborted at once.
+    if (this.#drains.length === 0) graceOver()
+    else this.#timer(gracePeriod, graceOver)
     const forced = new Promise<void>((resolve) => {
       this.#forceNow = resolve
       this.#timer(forceAfter, () => this.force())
@@ -299,7 +282,7 @@ export class GracefulShutdown {
     let resources = 0
     const closing: Array<Promise<unknown>> = []
     for (const guard of guards) {
-      for (const resource of guard.resources() as Closeable[]) {
+      for (const resource of guard.resources()) {
         resources++
         closing.push(Promise.resolve().then(() => resource.close()))
       }
@@ -322,6 +305,35 @@ export class GracefulShutdown {
     this.dispose()
     return summary
   }
+}
+
+/**
+ * The shutdown hook for an adapter whose framework closes the server itself (Fastify's `close()`).
+ * `stopAccepting` replaces `server.close()`: `shutdown.close()` (a signal, `guard.shutdown()`) calls it
+ * after `readinessDelay`, and the framework's close then calls back. The returned function is what the
+ * framework calls when it begins closing (it stopped routing and closes the server itself): it starts
+ * the drain without closing the server, or joins the one already running, and resolves with the
+ * summary once the drain finished. Call it from the framework's pre-close and close hooks.
+ *
+ * @example
+ * const closing = frameworkCloses(shutdown, () => void fastify.close())
+ * fastify.addHook('preClose', (next) => { void closing(); next() })
+ * fastify.addHook('onClose', async () => { await closing() })
+ */
+export function frameworkCloses(shutdown: GracefulShutdown, stopAccepting: () => void): () => Promise<ShutdownSummary> {
+  shutdown[kCloseServer](stopAccepting)
+  return () => shutdown[kExternalClose]()
+}
+
+/** The server list of a shutdown that drains none (see `shutdownGuard`). */
+const noServers: readonly AnyServer[] = []
+
+/**
+ * `guard.shutdown()` when no `createShutdown()` is attached: the same sequence (closing, abort, close
+ * the registered resources within `forceAfter`, dispose, summary) with no connections to drain.
+ */
+export function shutdownGuard(guard: Guard): Promise<ShutdownSummary> {
+  return new GracefulShutdown(noServers, { guard }).close()
 }
 
 /**

@@ -1,11 +1,10 @@
 import { AsyncResource } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 
-// Links kept on the entry itself, so joining the list allocates nothing.
-export const kDeadline = Symbol('leak-guard.deadline')
-export const kList = Symbol('leak-guard.deadline.list')
-export const kPrev = Symbol('leak-guard.deadline.prev')
-export const kNext = Symbol('leak-guard.deadline.next')
+import { kDeadline, kList, kNext, kPrev } from '../symbols.js'
+
+// Links kept on the entry itself, so joining the list allocates nothing (keys defined in symbols.ts).
+export { kDeadline, kList, kNext, kPrev }
 
 /** What an entry of a `DeadlineList` carries; the list owns these fields. */
 export interface DeadlineEntry {
