@@ -142,7 +142,7 @@ describe('deadline headers', () => {
       expect(scope.timeout).to.equal(1_000)
       expect(scope.deadlineSource).to.equal('local')
       // Still on the guard's shared deadline list, not a timer of its own.
-      expect(guard.deadlines!.ms).to.equal(1_000)
+      expect((guard as unknown as { deadlines?: { ms: number } }).deadlines!.ms).to.equal(1_000) // internal: not in the .d.ts
       res.finish()
       expect(guard.stats().inboundDeadlines).to.deep.equal({ shortened: 0, ignored: 1, invalid: 0 })
     })
