@@ -28,21 +28,4 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
     },
   },
-  {
-    // Findings left in files other helpers are editing on their branches right now (issue 14): fix them
-    // there after the merge and delete this block. Listed in the issue's closing note.
-    files: [
-      'packages/core/src/observe/**/*.ts',
-      'packages/core/src/server/**/*.ts',
-      'packages/core/src/options.ts',
-      'packages/fastify/src/**/*.ts',
-      'packages/koa/src/**/*.ts',
-    ],
-    rules: {
-      '@typescript-eslint/no-unnecessary-type-assertion': 'off',
-      '@typescript-eslint/no-base-to-string': 'off',
-      '@typescript-eslint/no-unsafe-argument': 'off',
-      '@typescript-eslint/no-unsafe-return': 'off',
-    },
-  },
 )

@@ -12,7 +12,9 @@ function describe(value: unknown): string {
   if (value === null) return '`null` (null)'
   if (Array.isArray(value)) return '`[...]` (array)'
   if (typeof value === 'object') return '`{...}` (object)'
-  return `\`${String(value)}\` (${typeof value})`
+  if (typeof value === 'symbol') return `\`${value.toString()}\` (symbol)`
+  if (typeof value === 'number' || typeof value === 'boolean') return `\`${String(value)}\` (${typeof value})`
+  return '`undefined` (undefined)'
 }
 
 export function invalid(option: string, expected: string, value: unknown): InvalidOptionError {

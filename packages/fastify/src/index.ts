@@ -15,6 +15,7 @@ import {
   type ShutdownOptions,
   type Guard,
   type GuardOptions,
+  type LeakEvent,
   type LeakGuardError,
   type RequestScope,
 } from '@leak-guard/core'
@@ -107,7 +108,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
   }
   const body = abortAnswer(guard).custom
   // Leaks are logged through Fastify's own logger unless a `logger` option took that job.
-  if (guard.options.logger === undefined) guard.on('leak', (event) => logLeak(fastify.log, event))
+  if (guard.options.logger === undefined) guard.on('leak', (event: LeakEvent) => logLeak(fastify.log, event))
 
   // Aborts are answered through reply.send(), i.e. Fastify's error handler, wherever they land: while
   // the body is read or in a slow preHandler (Fastify then skips the handler), or in the handler (whose
@@ -146,7 +147,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
       // arguments: @fastify/websocket calls a websocket route's handler as (socket, request).
       const scope = (request as { scope?: RequestScope | null }).scope ?? null
       if (scope !== null) scope.route = url
-      const result = (handler as (this: FastifyInstance, req: FastifyRequest, rep: FastifyReply) => unknown).call(this, request, reply)
+      const result: unknown = handler.call(this, request, reply)
       if (scope === null || result === reply || result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') {
         return result
       }
@@ -163,7 +164,7 @@ const plugin: FastifyPluginCallback<LeakGuardPluginOptions> = function leakGuard
           throw error
         },
       )
-    } as RouteOptions['handler']
+    }
   })
 
   fastify.addHook('onRequest', function leakGuardOnRequest(request, reply, next) {

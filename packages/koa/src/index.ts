@@ -171,7 +171,8 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
     if (scoped[kScope] !== undefined) {
       // A second leakGuard() on the same request: the first one's options apply.
       checkSecondGuard(Object.getPrototypeOf(ctx) as object, scoped[kGuard], guard)
-      return next()
+      await next()
+      return
     }
     if (scoped[kInstalled] !== true) {
       install(Object.getPrototypeOf(ctx) as object, guard)

@@ -72,8 +72,8 @@ export function dumpOnSignal(guard: Guard, options?: DumpOnSignalOptions): () =>
   const listener = (): void => {
     write(formatSnapshot(guard.snapshot()))
   }
-  process.on(signal as NodeJS.Signals, listener)
+  process.on(signal, listener)
   return () => {
-    process.removeListener(signal as NodeJS.Signals, listener)
+    process.removeListener(signal, listener)
   }
 }

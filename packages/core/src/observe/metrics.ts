@@ -78,7 +78,7 @@ async function loadClient(client: unknown): Promise<PromClient> {
   }
   let mod: PromClient & { default?: PromClient }
   try {
-    mod = (await import('prom-client')) as PromClient & { default?: PromClient }
+    mod = await import('prom-client')
   } catch (error) {
     const err = invalid('client', 'the prom-client module (prom-client is not installed: `npm i prom-client`)', undefined)
     ;(err as { cause?: unknown }).cause = error

@@ -31,7 +31,8 @@ import { calledFromUserCode, captureUserStack, type LazyStack } from './stack.js
 
 interface UndiciRequest {
   method?: string
-  origin?: unknown
+  /** A string in undici's own calls; a `URL` when user code passed `{ origin: new URL(...) }` to `dispatch()`. */
+  origin?: string | URL
   path?: string
 }
 
@@ -94,7 +95,7 @@ function attach<R extends object>(scope: RequestScope, trace: LazyStack | undefi
     if (fromUser) scope[kOwner].reportLeak(scope, 'request', trace?.stack)
     return false
   }
-  const call = new OutgoingCall(scope, trace, request, format as (request: never) => string)
+  const call = new OutgoingCall(scope, trace, request, format)
   pending.set(request, call)
   scope[kTrack](call)
   return true
@@ -108,7 +109,14 @@ function finish(key: object): void {
 }
 
 function undiciLabel(request: UndiciRequest): string {
-  return `${request.method ?? 'GET'} ${String(request.origin ?? '')}${request.path ?? ''}`
+  return `${request.method ?? 'GET'} ${originText(request.origin)}${request.path ?? ''}`
+}
+
+// `String(url)` is the href, which ends in `/` and would double the path's slash; `.origin` is the
+// scheme://host:port a string origin holds.
+function originText(origin: string | URL | undefined): string {
+  if (origin === undefined) return ''
+  return typeof origin === 'string' ? origin : origin.origin
 }
 
 function httpLabel(request: HttpClientRequest): string {

@@ -100,7 +100,7 @@ interface NodeServerFields {
 }
 
 export function isServer(value: unknown): value is AnyServer {
-  return value !== null && typeof value === 'object' && typeof (value as AnyServer).listen === 'function' && typeof (value as AnyServer).on === 'function' && 'listening' in (value as object)
+  return value !== null && typeof value === 'object' && typeof (value as AnyServer).listen === 'function' && typeof (value as AnyServer).on === 'function' && 'listening' in value
 }
 
 /**
