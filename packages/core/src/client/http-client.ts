@@ -15,7 +15,7 @@ import type { RequestScope } from '../scope/request-scope.js'
 import { kSubscribe } from '../symbols.js'
 import { DeadlineList, kDeadline, kList, kNext, kPrev } from '../timeout/deadline-list.js'
 import { resolveDeadlineHeader, type DeadlineHeaderSpec, type OutboundDeadlineHeader } from '../timeout/deadline-header.js'
-import { BoundedDispatcher, type DispatchOwner, type Tracked } from './dispatcher.js'
+import { BoundedDispatcher, type DispatchOwner, type Tracked } from './bounded-dispatcher.js'
 import { resolveHttpClientOptions, type HttpClientOptions, type ResolvedHttpClientOptions } from './options.js'
 
 /** Per-call options accepted by `client.fetch()` (in `init`) and `client.request()`. */
