@@ -27,6 +27,9 @@ export { trackWork, expireDeadline, subscribeAbort } from './scope/track.js'
 export { withCause } from './errors.js'
 export { isOwnAbort, isUnanswerableAbort } from './scope/late-error.js'
 export { warnWiring, checkSecondGuard } from './scope/wiring.js'
+// The adapter kit of Express and Koa: the scope stored on `req`/`ctx`, its prototype getters, `mw.guard`.
+export { createScopeSlot, withGuard } from './scope/slot.js'
+export type { ScopeSlot, ScopeSlotOptions, WithGuard } from './scope/slot.js'
 export type { WiringWarningCode } from './scope/wiring.js'
 export type { TrackedKind } from './scope/track.js'
 // Deadline headers of Connect, gRPC and Envoy, for integrations that carry a deadline over another protocol.

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
-import { createReadinessHandler, createGuard, type Guard, type GuardOptions, type RequestScope } from '@leak-guard/core'
-import { bindRequestEvents, checkSecondGuard, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { createReadinessHandler, createGuard, type GuardOptions, type RequestScope } from '@leak-guard/core'
+import { bindRequestEvents, createScopeSlot, withGuard, type ClosingState, type ScopeHost, type WithGuard } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -18,16 +18,7 @@ declare global {
   }
 }
 
-const kScope = Symbol('leak-guard.express.scope')
-const kInstalled = Symbol.for('leak-guard.express.installed.v1')
 const kPromiseAware = Symbol.for('leak-guard.express.promise-aware.v1')
-const kGuard = Symbol('leak-guard.express.guard')
-
-interface ScopedRequest {
-  [kScope]?: RequestScope
-  [kGuard]?: Guard
-  [kInstalled]?: true
-}
 
 const afterRoutes =
   'leakGuard() runs after routes that handle requests: `req.signal` and `req.scope` are undefined there and those requests have no deadline. Mount it first, before body parsers and routes.'
@@ -37,26 +28,7 @@ const afterRoutes =
  * and sub-apps inherit it), so a request pays for one own property, and the AbortSignal is only
  * created if someone reads it.
  */
-function install(proto: object): void {
-  Object.defineProperties(proto, {
-    [kInstalled]: { value: true, configurable: true },
-    signal: {
-      configurable: true,
-      get(this: ScopedRequest) {
-        const scope = this[kScope]
-        // Read by a handler the middleware did not run before: it is mounted after the routes.
-        if (scope === undefined) warnWiring(proto, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
-        return scope?.signal
-      },
-    },
-    scope: {
-      configurable: true,
-      get(this: ScopedRequest) {
-        return this[kScope]
-      },
-    },
-  })
-}
+const slot = createScopeSlot({ name: 'express', afterRoutes })
 
 /**
  * leak-guard has answered the request (503 on timeout or shutdown) or its client left: an error from
@@ -93,7 +65,7 @@ function watchExpress4Promises(req: Request): void {
   const original = proto.handle_request
   Object.defineProperty(proto, kPromiseAware, { value: true })
   proto.handle_request = function handle(this: Express4Layer, req: Request, res: Response, next: NextFunction): void {
-    const scope = (req as unknown as ScopedRequest)[kScope]
+    const scope = slot.get(req)
     const fn = this.handle
     if (scope === undefined || fn.length > 3) return original.call(this, req, res, next)
     // Express 4's own body of handle_request, plus a look at the result.
@@ -140,10 +112,8 @@ const host: ScopeHost = {
   },
 }
 
-export interface LeakGuardMiddleware extends RequestHandler {
-  /** The guard behind this middleware: stats, live scopes, shutdown. */
-  readonly guard: Guard
-}
+/** The middleware, with the guard behind it (`mw.guard`: stats, live scopes, shutdown). */
+export type LeakGuardMiddleware = WithGuard<RequestHandler>
 
 /**
  * Gives every request a scope with a lazy AbortSignal (`req.signal`), a deadline answered with 503,
@@ -160,21 +130,15 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const guard = createGuard(options)
   const context = guard.options.context
   const middleware = function leakGuardMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const scoped = req as unknown as ScopedRequest
     // Mounted twice (app and sub-app): the first scope stays the request's scope. With other options
     // the second one's are silently ignored: say so, once per app.
-    if (scoped[kScope] !== undefined) {
-      checkSecondGuard(Object.getPrototypeOf(req) as object, scoped[kGuard], guard)
-      return next()
-    }
-    if (scoped[kInstalled] !== true) {
-      install(Object.getPrototypeOf(req) as object)
+    if (slot.held(req, guard)) return next()
+    if (slot.install(req, guard)) {
       watchExpress4Promises(req)
-      if (routesBefore(req, middleware)) warnWiring(Object.getPrototypeOf(req) as object, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
+      if (routesBefore(req, middleware)) slot.warnAfterRoutes(req)
     }
     const scope = guard.begin(req, res, undefined, host)
-    scoped[kScope] = scope
-    scoped[kGuard] = guard
+    slot.set(req, scope, guard)
     if (context) {
       bindRequestEvents(req, scope)
       guard.enter(scope, next)
@@ -182,8 +146,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
       next()
     }
   }
-  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
-  return middleware as LeakGuardMiddleware
+  return withGuard(middleware, guard)
 }
 
 /**
@@ -195,9 +158,9 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
  * app.get('/events', withTimeout(false), sseHandler)
  */
 export function withTimeout(ms: number | false): RequestHandler {
-  const timeout = validateRouteTimeout(ms)
+  const applyTimeout = slot.routeTimeout(ms)
   return function leakGuardTimeout(req: Request, _res: Response, next: NextFunction): void {
-    ;(req as unknown as ScopedRequest)[kScope]?.setTimeout(timeout)
+    applyTimeout(req)
     next()
   }
 }
@@ -216,7 +179,7 @@ export function withTimeout(ms: number | false): RequestHandler {
  */
 export function leakGuardErrorHandler(): ErrorRequestHandler {
   return function leakGuardErrorHandler(err: unknown, req: Request, res: Response, next: NextFunction): void {
-    const scope = (req as unknown as ScopedRequest)[kScope]
+    const scope = slot.get(req)
     if (scope !== undefined && answeredOrGone(scope, res)) {
       scope.reportLateSettle()
       return

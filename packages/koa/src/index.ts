@@ -1,6 +1,6 @@
 import type { Middleware, ParameterizedContext, Next } from 'koa'
 import { createGuard, type Guard, type GuardOptions, type LeakGuardError, type RequestScope } from '@leak-guard/core'
-import { abortAnswer, checkClosingState, checkSecondGuard, isUnanswerableAbort, needsAnswer, readinessAnswer, validateRouteTimeout, warnWiring, type ClosingState, type ScopeHost } from '@leak-guard/core/adapter'
+import { abortAnswer, checkClosingState, createScopeSlot, isUnanswerableAbort, needsAnswer, readinessAnswer, withGuard, type ClosingState, type ScopeHost, type WithGuard } from '@leak-guard/core/adapter'
 
 export type { GuardOptions, Guard, RequestScope } from '@leak-guard/core'
 export { hardenServer, createShutdown } from '@leak-guard/core'
@@ -17,19 +17,12 @@ declare module 'koa' {
   }
 }
 
-const kScope = Symbol('leak-guard.koa.scope')
-const kInstalled = Symbol.for('leak-guard.koa.installed.v1')
-
-const kGuard = Symbol('leak-guard.koa.guard')
 const kSettle = Symbol('leak-guard.koa.settle')
 
 /** Settles the middleware's wait for the rest of the chain early: with the abort's error, or `undefined`. */
 type Settle = (error: LeakGuardError | undefined) => void
 
 interface ScopedContext {
-  [kScope]?: RequestScope
-  [kGuard]?: Guard
-  [kInstalled]?: true
   /** Set while the middleware waits for the rest of the chain; the host's answer/cut settles it. */
   [kSettle]?: Settle | undefined
 }
@@ -51,27 +44,7 @@ function routesBefore(ctx: AnyContext, middleware: unknown): boolean {
 type AnyContext = ParameterizedContext
 
 /** Getters on the app's context prototype: a request pays for one own property. */
-function install(proto: object, guard: Guard): void {
-  Object.defineProperties(proto, {
-    [kInstalled]: { value: true, configurable: true },
-    signal: {
-      configurable: true,
-      get(this: ScopedContext) {
-        const scope = this[kScope]
-        // Read by a middleware the guard did not run before: it is mounted after the routes.
-        if (scope === undefined) warnWiring(proto, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
-        return scope?.signal
-      },
-    },
-    scope: {
-      configurable: true,
-      get(this: ScopedContext) {
-        return this[kScope]
-      },
-    },
-    leakGuard: { value: guard, configurable: true },
-  })
-}
+const slot = createScopeSlot({ name: 'koa', afterRoutes, guardProperty: 'leakGuard' })
 
 interface DestroyableStream {
   pipe(...args: unknown[]): unknown
@@ -124,10 +97,8 @@ const host: ScopeHost = {
   },
 }
 
-export interface LeakGuardMiddleware extends Middleware {
-  /** The guard behind this middleware: stats, live scopes, shutdown. */
-  readonly guard: Guard
-}
+/** The middleware, with the guard behind it (`mw.guard`: stats, live scopes, shutdown). */
+export type LeakGuardMiddleware = WithGuard<Middleware>
 
 /**
  * Waits for the rest of the chain, or less: the host settles the wait when the scope is answered. A
@@ -167,20 +138,15 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
   const context = guard.options.context
   const body = abortAnswer(guard).custom
   const middleware = async function leakGuardMiddleware(ctx: AnyContext, next: Next): Promise<void> {
-    const scoped = ctx as unknown as ScopedContext
-    if (scoped[kScope] !== undefined) {
-      // A second leakGuard() on the same request: the first one's options apply.
-      checkSecondGuard(Object.getPrototypeOf(ctx) as object, scoped[kGuard], guard)
+    // A second leakGuard() on the same request: the first one's options apply.
+    if (slot.held(ctx, guard)) {
       await next()
       return
     }
-    if (scoped[kInstalled] !== true) {
-      install(Object.getPrototypeOf(ctx) as object, guard)
-      if (routesBefore(ctx, middleware)) warnWiring(Object.getPrototypeOf(ctx) as object, 'LG_WARN_MOUNTED_AFTER_ROUTES', afterRoutes)
-    }
+    if (slot.install(ctx, guard) && routesBefore(ctx, middleware)) slot.warnAfterRoutes(ctx)
     const scope = guard.begin(ctx.req, ctx.res, ctx, host)
-    scoped[kScope] = scope
-    scoped[kGuard] = guard
+    slot.set(ctx, scope, guard)
+    const scoped = ctx as unknown as ScopedContext
     try {
       await (context ? guard.enter(scope, () => runChain(scoped, scope, next)) : runChain(scoped, scope, next))
     } catch (error) {
@@ -203,8 +169,7 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
       throw error
     }
   }
-  Object.defineProperty(middleware, 'guard', { value: guard, enumerable: true })
-  return middleware as LeakGuardMiddleware
+  return withGuard(middleware, guard)
 }
 
 /**
@@ -215,9 +180,9 @@ export function leakGuard(options?: GuardOptions): LeakGuardMiddleware {
  * router.post('/upload', withTimeout(60_000), upload)
  */
 export function withTimeout(ms: number | false): Middleware {
-  const timeout = validateRouteTimeout(ms)
+  const applyTimeout = slot.routeTimeout(ms)
   return function leakGuardTimeout(ctx: AnyContext, next: Next) {
-    ;(ctx as unknown as ScopedContext)[kScope]?.setTimeout(timeout)
+    applyTimeout(ctx)
     return next()
   }
 }
