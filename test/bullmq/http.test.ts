@@ -97,7 +97,9 @@ describe('@leak-guard/bullmq over HTTP', function () {
         const failed = await waitForEvent(worker, (e) => e.event === 'failed' && e.id === started.id)
         expect(failed.reason).to.match(/^(LG_ERR_TIMEOUT: the job ran past its deadline|LG_ERR_JOB_CANCELLED: .*LG_ERR_TIMEOUT)/)
         expect(worker.events.some((e) => e.event === 'completed')).to.equal(false)
-        expect(dispatcher.stats()).to.include({ pending: 0, completed: 0, removed: 0 })
+        // Not `removed: 0`: when the worker's own deadline timer fails the job first, the producer's cancel
+        // may still find it (failed, not yet deleted) and remove it.
+        expect(dispatcher.stats()).to.include({ pending: 0, completed: 0 })
       })
     })
   }

@@ -104,7 +104,10 @@ export interface QueueDispatcherStats {
   failed: number
   /** Calls refused by admission (`LG_ERR_POOL_FULL`). */
   rejected: number
-  /** Cancelled jobs removed before they started. */
+  /**
+   * Cancelled jobs that `remove()` took out of the queue: those still waiting, and those a worker had
+   * already failed at their deadline (the worker's timer and the producer's cancel race) but not yet deleted.
+   */
   removed: number
   /** Cancelled jobs that were active (or gone) and were signalled through Redis. */
   cancelled: number
