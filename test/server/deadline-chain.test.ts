@@ -220,6 +220,8 @@ describe('a deadline across three services (A express → B fastify → C koa)',
       await chain.c.waitFor('abort', 5_000)
       const cAbort = first(chain.c, 'abort')!
       expect(cAbort.reason).to.equal('LG_ERR_CLIENT_CLOSED')
+      // B's line may reach this process after C's (two child processes' stdout): wait for it too.
+      await chain.b.waitFor('abort', 5_000)
       expect(first(chain.b, 'abort')!.reason).to.equal('LG_ERR_CLIENT_CLOSED')
       expect(cAbort.t - start).to.be.below(A_TIMEOUT + 50 + SLACK)
       await sleep(WORK_MS - (performance.timeOrigin + performance.now() - start) + 300)
