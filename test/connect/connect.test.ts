@@ -123,7 +123,13 @@ describe('deadline headers with Connect (@connectrpc/connect-node)', function ()
       const connectUrl = await listen(connectServer!)
       const { url, sentWith } = await serveFront(connectUrl, 5_000)
       const answer = await fetch(url)
-      expect(answer.status).to.equal(503)
+      // Two deadlines end at the same moment: the front's own (503), and the Connect server's, taken from the
+      // header rounded down, so never later. When the server's lands first, its handler returns early with
+      // `aborted: true` and the front may still forward that before its own timer fires.
+      if (answer.status !== 503) {
+        expect(answer.status).to.equal(200)
+        expect(((await answer.json()) as { aborted: boolean }).aborted).to.equal(true)
+      }
       while (calls[0]?.abortedAt === undefined) await sleep(5)
       const call = calls[0]!
       expect(call.timeoutMs!).to.be.at.most(sentWith[0]!)
